@@ -1,0 +1,163 @@
+"""File input and output shared by every stage.
+
+Every writer is atomic (write to a temporary file in the target folder, then
+``os.replace``), so an interrupted job never leaves a half-written output that
+Snakemake would take as complete. Every reader validates what it reads and
+raises :class:`InputError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trimesh
+
+N_LANDMARKS = 68
+
+
+class InputError(ValueError):
+    """Bad input: the message names the file and what is wrong with it."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only on success.
+
+    ``suffix`` defaults to the target's own suffix, so writers that pick a
+    format from the file name (trimesh, numpy) still see the right one.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=suffix or "".join(target.suffixes)
+    )
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, naming the file in any error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """Save arrays to an uncompressed ``.npz`` atomically."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load an ``.npz`` into a dict, checking that ``keys`` are present."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npz file ({exc})") from exc
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise InputError(f"{path}: missing arrays {missing}")
+    return arrays
+
+
+def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
+    """Load a triangle mesh and check that it is usable.
+
+    Raises InputError for a missing or unreadable file, a file without
+    triangles, non-finite vertices, or face indices out of range. Vertices are
+    returned exactly as stored (no merging, no reordering), so vertex indices
+    such as landmark indices stay valid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: mesh file not found")
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False, maintain_order=True)
+    except Exception as exc:  # trimesh raises many types for malformed files
+        raise InputError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.vertices) == 0 or len(mesh.faces) == 0:
+        raise InputError(f"{path}: empty mesh (no vertices or no triangles)")
+    vertices = np.asarray(mesh.vertices)
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"{path}: {int(bad.sum())} vertices are NaN or infinite "
+            f"(first at index {int(np.flatnonzero(bad)[0])})"
+        )
+    faces = np.asarray(mesh.faces)
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise InputError(f"{path}: face indices out of range for {len(vertices)} vertices")
+    return mesh
+
+
+def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> None:
+    """Write a mesh atomically; the format follows the suffix (.ply, .obj)."""
+    with atomic_path(path) as tmp:
+        mesh.export(tmp)
+
+
+def load_landmarks(path: str | os.PathLike) -> np.ndarray:
+    """Read 68 landmarks (one ``x y z`` row each, millimetres) -> (68, 3) float64."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: landmark file not found")
+    try:
+        points = np.loadtxt(path, ndmin=2)
+    except ValueError as exc:
+        raise InputError(f"{path}: cannot parse landmarks ({exc})") from exc
+    if points.shape != (N_LANDMARKS, 3):
+        raise InputError(f"{path}: expected {N_LANDMARKS} landmarks of 3 coordinates, "
+                         f"found an array of shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise InputError(f"{path}: landmarks contain NaN or infinite values")
+    return points
+
+
+def save_landmarks(path: str | os.PathLike, points: np.ndarray) -> None:
+    """Write (68, 3) landmarks in millimetres, one ``x y z`` row each, atomically."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (N_LANDMARKS, 3):
+        raise ValueError(f"expected ({N_LANDMARKS}, 3) landmarks, got {points.shape}")
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, points, fmt="%.6f", header="68 landmarks, dlib order, x y z in mm")
+
+
+def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a command-line ``main``; turn InputError into one clear line and exit code 2."""
+    try:
+        main(argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
