@@ -1,0 +1,95 @@
+"""SDF samples of a scan in memory, point draws for an optimisation step, torch set-up.
+
+Shared by training and fitting so both see the data the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facerecon.io import InputError, load_npz
+
+SAMPLE_KEYS = (
+    "surface_points",
+    "surface_normals",
+    "space_points",
+    "space_sdf",
+    "subject",
+    "expression",
+    "radius_mm",
+)
+
+
+@dataclass
+class ScanSamples:
+    """One scan's samples as tensors, in units of radius_mm."""
+
+    subject: str
+    expression: str
+    radius_mm: float
+    surface_points: torch.Tensor  # (S, 3)
+    surface_normals: torch.Tensor  # (S, 3)
+    space_points: torch.Tensor  # (M, 3)
+    space_sdf: torch.Tensor  # (M,)
+
+
+def load_scan_samples(path: str | Path) -> ScanSamples:
+    """Read a sample file written by facerecon.sample; errors name the file."""
+    data = load_npz(path, SAMPLE_KEYS)
+    tensors = {k: torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in SAMPLE_KEYS[:4]}
+    if len(tensors["surface_points"]) == 0 or len(tensors["space_points"]) == 0:
+        raise InputError(f"{path}: no surface or no space samples")
+    for key, value in tensors.items():
+        if not torch.isfinite(value).all():
+            raise InputError(f"{path}: {key} contains NaN or infinite values")
+    return ScanSamples(
+        subject=str(data["subject"]),
+        expression=str(data["expression"]),
+        radius_mm=float(data["radius_mm"]),
+        **tensors,
+    )
+
+
+def draw_points(
+    scans: list[ScanSamples],
+    points_per_scan: int,
+    surface_fraction: float,
+    generator: torch.Generator,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Draw the same number of points from each scan (with replacement) for one step.
+
+    Returns 'surface_points' (B,S,3), 'surface_normals' (B,S,3), 'space_points' (B,M,3),
+    'space_sdf' (B,M) on ``device``, with S = round(points_per_scan * surface_fraction).
+    """
+    n_surface = int(round(points_per_scan * surface_fraction))
+    n_space = points_per_scan - n_surface
+    parts: dict[str, list[torch.Tensor]] = {
+        "surface_points": [], "surface_normals": [], "space_points": [], "space_sdf": []
+    }
+    for scan in scans:
+        i = torch.randint(len(scan.surface_points), (n_surface,), generator=generator)
+        j = torch.randint(len(scan.space_points), (n_space,), generator=generator)
+        parts["surface_points"].append(scan.surface_points[i])
+        parts["surface_normals"].append(scan.surface_normals[i])
+        parts["space_points"].append(scan.space_points[j])
+        parts["space_sdf"].append(scan.space_sdf[j])
+    return {k: torch.stack(v).to(device) for k, v in parts.items()}
+
+
+def setup_torch(device: str, threads: int, seed: int) -> torch.device:
+    """Seed torch, set its CPU threads, resolve 'auto' to cuda or cpu.
+
+    (numpy code in this package takes explicit, seeded Generators.)
+    """
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, threads))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device: 'cuda' requested but torch sees no CUDA device")
+    return torch.device(device)

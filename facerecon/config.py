@@ -1,0 +1,462 @@
+"""Typed configuration: one dataclass per stage, one docstring per field.
+
+The dataclass defaults are the paper's / PROTOCOL.md's values; ``config.yaml``
+overrides them (smaller, for a CPU demo). The workflow's JSON schema
+(``workflow/schemas/config.schema.json``) is generated from these classes, so
+types, defaults and descriptions live in one place::
+
+    python -m facerecon.config --write-schema workflow/schemas/config.schema.json
+
+A *method* (a row of Table 1 or Table 2) is a name plus overrides of the
+``model``, ``train`` and ``fit`` sections: a baseline or an ablation is only a
+config entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import json
+import textwrap
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from facerecon.io import InputError, write_text
+
+T = TypeVar("T")
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in procedural dataset (no download, no licence)."""
+
+    subjects: int = 8
+    """Number of synthetic subjects, named 1..subjects."""
+    seed: int = 0
+    """Seed of the identity parameters and the fine detail; the same seed builds the same files."""
+
+
+@dataclass
+class SplitConfig:
+    """Which scans train the model and which are fitted and evaluated."""
+
+    train_subjects: list[str] = field(default_factory=lambda: [str(s) for s in range(1, 7)])
+    """Subject ids used for training (ImFace: 1..359 except the test subjects)."""
+    test_subjects: list[str] = field(default_factory=lambda: ["7", "8"])
+    """Subject ids fitted and evaluated (ImFace: 122 212 340 344 393 395 421 527 594 610)."""
+    train_expressions: list[int] = field(
+        default_factory=lambda: [1, 2, 3, 4, 7, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20]
+    )
+    """FaceScape expression numbers used for training (5, 6, 8, 9, 18 are test-only)."""
+    test_expressions: list[int] = field(default_factory=lambda: list(range(1, 21)))
+    """FaceScape expression numbers fitted and evaluated for each test subject."""
+
+
+@dataclass
+class PreprocessConfig:
+    """Rigid alignment, sphere crop and pseudo-watertight surface (ImFace protocol)."""
+
+    radius_mm: float = 100.0
+    """Radius of the crop sphere; also the unit of the network's space (1 unit = radius_mm)."""
+    offset_mm: float = 40.0
+    """Distance of the sphere centre behind the nose tip, along -z."""
+    align: Literal["translate", "landmarks"] = "translate"
+    """'translate': the scan is already in the canonical frame (FaceScape TU, synthetic);
+    'landmarks': rigid Kabsch alignment of the 68 landmarks onto `template`."""
+    template: str = ""
+    """68-landmark template file (x y z rows, mm) for align=landmarks."""
+
+
+@dataclass
+class SamplingConfig:
+    """SDF training samples drawn per preprocessed scan."""
+
+    surface_points: int = 235_000
+    """Points on the surface (SDF 0) with their normals."""
+    uniform_points: int = 15_000
+    """Points uniform in the unit sphere with their signed distance and gradient."""
+    near_surface_points: int = 0
+    """Gaussian near-surface points (DeepSDF style), split evenly over `near_sigma_mm`."""
+    near_sigma_mm: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    """Standard deviations of the near-surface offsets."""
+    backend: Literal["exact", "mesh_to_sdf"] = "exact"
+    """'exact': BVH distances to the mesh; 'mesh_to_sdf': the mesh-to-sdf package."""
+    seed: int = 0
+    """Seed of the sample positions."""
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the conditional SDF network f(p, z_id, z_exp) -> s."""
+
+    name: str = "implicit"
+    """Model class in the registry (facerecon.models.MODELS)."""
+    id_dim: int = 128
+    """Size of the identity code z_id."""
+    exp_dim: int = 128
+    """Size of the expression code z_exp."""
+    hidden_dim: int = 256
+    """Width of each hidden layer (of each expert, when experts > 1)."""
+    hidden_layers: int = 4
+    """Number of hidden layers of the decoder (of each expert)."""
+    pe_frequencies: int = 6
+    """L of the Fourier positional encoding (paper eq. 4); 0 feeds raw xyz."""
+    experts: int = 1
+    """Local expert decoders blended by a gating network (paper eq. 6: 8); 1 is a single MLP."""
+    gate_hidden_dim: int = 64
+    """Width of the two-layer gating network."""
+    image_features: bool = False
+    """Multi-scale image features f_img (paper section 2.1). Not implemented yet: must be false."""
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (ImFace's values; smooth/entropy are the paper's eq. 9 and 10)."""
+
+    sdf: float = 3000.0
+    """L1 on predicted vs. true SDF (surface points: 0; space points: exact distance)."""
+    normal: float = 100.0
+    """1 - cos(grad f, n) on surface points (paper eq. 7)."""
+    eikonal: float = 50.0
+    """| |grad f| - 1 | on all points."""
+    embedding: float = 1.0e6
+    """Gaussian prior on the codes: weight times mean(z^2) (paper eq. 8)."""
+    smooth: float = 0.0
+    """Gating smoothness: weight times E||alpha(p) - alpha(p + delta)||^2 (paper eq. 9)."""
+    entropy: float = 0.0
+    """Gating entropy: weight times E[-sum alpha log alpha] (paper eq. 10)."""
+    smooth_sigma: float = 0.01
+    """Standard deviation of the neighbour offset delta for the smoothness term, in units."""
+
+
+@dataclass
+class TrainConfig:
+    """Auto-decoder training: decoder and codes are optimised jointly."""
+
+    epochs: int = 1500
+    """Passes over all training scans."""
+    scans_per_batch: int = 72
+    """Scans in one optimisation step."""
+    points_per_scan: int = 16_384
+    """Points drawn per scan per step from the union of surface and space samples."""
+    surface_fraction: float = 0.5
+    """Share of the drawn points taken from the surface samples."""
+    lr: float = 1.0e-4
+    """Adam learning rate of the decoder."""
+    code_lr: float = 1.0e-3
+    """Adam learning rate of the latent codes."""
+    decay_start_epoch: int = 200
+    """Epoch after which the learning rate decays."""
+    decay_every_epochs: int = 10
+    """The learning rate is multiplied by `decay_factor` every this many epochs."""
+    decay_factor: float = 0.95
+    """Step decay factor."""
+    checkpoint_every_epochs: int = 50
+    """A resumable checkpoint is written this often (and at the end)."""
+    seed: int = 0
+    """Seed of weights, codes and batches."""
+
+
+@dataclass
+class FitConfig:
+    """Test-time fitting: decoder frozen, new codes per test scan."""
+
+    iterations: int = 1500
+    """Optimisation steps per scan."""
+    points_per_scan: int = 16_384
+    """Points drawn per step."""
+    lr: float = 1.0e-4
+    """Adam learning rate of the codes (ImFace: 1e-4; DeepSDF: 5e-3)."""
+    code_init: Literal["mean", "random"] = "mean"
+    """'mean': start at the mean of the training codes (ImFace++); 'random': N(0, 0.01^2)."""
+    seed: int = 0
+    """Seed of the code initialisation and the point draws."""
+
+
+@dataclass
+class MeshConfig:
+    """Marching cubes on the fitted SDF."""
+
+    resolution: int = 256
+    """Grid points per axis over [-1, 1]^3 (PROTOCOL: 256)."""
+    coarse_resolution: int = 64
+    """Coarse pass: only cells near its zero level are evaluated at full resolution."""
+    chunk_points: int = 65_536
+    """Points per network call (memory bound)."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Chamfer / F-score against the pseudo-watertight ground truth (PROTOCOL)."""
+
+    samples: int = 150_000
+    """Area-uniform samples per mesh."""
+    threshold_mm: float = 1.0
+    """F-score distance threshold."""
+    icp: bool = True
+    """Rigid ICP of the reconstruction to the ground truth before measuring."""
+    seed: int = 0
+    """Seed of the surface samples."""
+
+
+@dataclass
+class MethodConfig:
+    """One row of a table: a model with its training and fitting settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Architecture."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Loss weights, shared by training and fitting."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training schedule."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """Fitting schedule."""
+
+    @property
+    def dim(self) -> int:
+        """Latent dimension reported in Table 1 (identity + expression)."""
+        return self.model.id_dim + self.model.exp_dim
+
+    @property
+    def ablation_flags(self) -> dict[str, bool]:
+        """Which of the paper's components this method uses (Table 2 columns)."""
+        return {
+            "multiscale": self.model.image_features,
+            "local_experts": self.model.experts > 1,
+            "regularization": self.loss.smooth > 0 or self.loss.entropy > 0,
+        }
+
+
+@dataclass
+class WorkflowConfig:
+    """Everything `config.yaml` may say."""
+
+    dataset: Literal["synthetic"] = "synthetic"
+    """Data source. 'synthetic' is built offline by facerecon.data.synthetic."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Torch device for training, fitting and meshing; 'auto' takes CUDA when present."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """Options of the synthetic dataset."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """Train / test split."""
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    """Alignment, crop and hole filling."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """SDF samples."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model defaults of every method."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Loss defaults of every method."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training defaults of every method."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """Fitting defaults of every method."""
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    """Mesh extraction."""
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """Metrics."""
+    methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {"ours": {}})
+    """Method name -> overrides of the model/loss/train/fit sections."""
+    table1: list[str] = field(default_factory=list)
+    """Methods in Table 1, in order (empty: all methods)."""
+    table2: list[str] = field(default_factory=list)
+    """Methods in Table 2 (the ablation), in order."""
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass: the string literal under each field."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _check_value(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint, converting ints to floats where floats are due."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(hint, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise InputError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # subject ids may be written as numbers
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise InputError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs = {k: _check_value(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``: mappings merge recursively, the rest replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+METHOD_SECTIONS = ("model", "loss", "train", "fit")
+
+
+def method_config(config: dict[str, Any], method: str) -> MethodConfig:
+    """Resolve one method: the global model/loss/train/fit sections plus its overrides."""
+    methods = config.get("methods", {})
+    if method not in methods:
+        raise InputError(f"config: unknown method {method!r}; configured: {sorted(methods)}")
+    overrides = methods[method] or {}
+    base = {s: config.get(s, {}) for s in METHOD_SECTIONS}
+    cfg = from_dict(MethodConfig, deep_merge(base, overrides), f"config.methods.{method}")
+    validate_method(cfg, method)
+    return cfg
+
+
+def validate_method(cfg: MethodConfig, method: str) -> None:
+    """Reject settings the code cannot run, with the method's name in the message."""
+    from facerecon.models import MODELS  # local import: torch is heavy
+
+    if cfg.model.name not in MODELS:
+        raise InputError(
+            f"config.methods.{method}.model.name: unknown model {cfg.model.name!r}; "
+            f"registered: {sorted(MODELS)}"
+        )
+    if cfg.model.image_features:
+        raise InputError(
+            f"config.methods.{method}.model.image_features: the multi-scale image branch "
+            "is not implemented yet; set it to false"
+        )
+    if cfg.model.experts < 1:
+        raise InputError(f"config.methods.{method}.model.experts: must be >= 1")
+
+
+def load_workflow_config(config: dict[str, Any]) -> WorkflowConfig:
+    """Validate a whole workflow config (as Snakemake holds it), every method included."""
+    cfg = from_dict(WorkflowConfig, config)
+    for name in cfg.methods:
+        method_config(config, name)
+    for table in ("table1", "table2"):
+        unknown = [m for m in getattr(cfg, table) if m not in cfg.methods]
+        if unknown:
+            raise InputError(f"config.{table}: unknown method(s) {unknown}; "
+                             f"configured: {sorted(cfg.methods)}")
+    overlap = set(cfg.split.train_subjects) & set(cfg.split.test_subjects)
+    if overlap:
+        raise InputError(f"config.split: subjects {sorted(overlap)} are both train and test")
+    return cfg
+
+
+def to_json(obj: Any) -> str:
+    """Compact, key-sorted JSON of a dataclass (used as Snakemake params and in checkpoints)."""
+    return json.dumps(dataclasses.asdict(obj), sort_keys=True, separators=(",", ":"))
+
+
+def method_from_json(text: str) -> MethodConfig:
+    """Inverse of :func:`to_json` for a MethodConfig."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"method config: not valid JSON ({exc})") from exc
+    return from_dict(MethodConfig, data, "method")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _schema_for_hint(hint: Any) -> dict[str, Any]:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return schema_for(hint)
+    if origin is Literal:
+        return {"enum": list(typing.get_args(hint))}
+    if origin is list:
+        return {"type": "array", "items": _schema_for_hint(typing.get_args(hint)[0])}
+    if origin is dict:
+        return {"type": "object"}
+    # str accepts integers too: subject ids are often written as numbers in YAML
+    names = {bool: "boolean", int: "integer", float: "number", str: ["string", "integer"]}
+    return {"type": names[hint]}
+
+
+def schema_for(cls: type) -> dict[str, Any]:
+    """JSON schema of a dataclass: types, defaults and the field docstrings as descriptions."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    default = cls()
+    props: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        prop = _schema_for_hint(hints[f.name])
+        prop["description"] = docs.get(f.name, "")
+        value = getattr(default, f.name)
+        prop["default"] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        props[f.name] = prop
+    return {
+        "type": "object",
+        "description": (cls.__doc__ or "").strip(),
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+def workflow_schema() -> dict[str, Any]:
+    """The JSON schema of `config.yaml`."""
+    schema = schema_for(WorkflowConfig)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the JSON schema of config.yaml (generated from the dataclasses above)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--write-schema", type=Path, required=True, help="output path")
+    args = parser.parse_args(argv)
+    write_text(args.write_schema, json.dumps(workflow_schema(), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    from facerecon.io import run_cli
+
+    run_cli(main)

@@ -1,0 +1,1 @@
+"""Data sources, all written in FaceScape's layout (see facerecon.data.layout)."""

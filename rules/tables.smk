@@ -1,0 +1,67 @@
+"""Stage 8: per-scan metrics, Table 1, Table 2 (ablation), per-subject reports, figures."""
+
+
+rule collect_metrics:
+    input:
+        metric_files(METHODS, TEST_SCANS),
+    output:
+        f"{DATA}/scans.csv",
+    conda:
+        "../envs/geometry.yaml"
+    log:
+        f"{DATA}/logs/collect_metrics.log",
+    benchmark:
+        f"{DATA}/benchmarks/collect_metrics.tsv"
+    shell:
+        "python -m facerecon.aggregate collect --metrics {input} --out {output} > {log} 2>&1"
+
+
+rule subject_report:
+    input:
+        lambda w: metric_files(METHODS, [s for s in TEST_SCANS if s[0] == w.subject]),
+    output:
+        f"{DATA}/subjects/{{subject}}.csv",
+    conda:
+        "../envs/geometry.yaml"
+    log:
+        f"{DATA}/logs/subject_report/{{subject}}.log",
+    benchmark:
+        f"{DATA}/benchmarks/subject_report/{{subject}}.tsv"
+    shell:
+        "python -m facerecon.aggregate collect --metrics {input} --out {output} > {log} 2>&1"
+
+
+rule table:
+    input:
+        lambda w: metric_files(TABLE1 if w.table == "table1" else TABLE2, TEST_SCANS),
+    output:
+        csv="results/{table}.csv",
+        md="results/{table}.md",
+    wildcard_constraints:
+        table="table1|table2",
+    params:
+        methods=lambda w: table_methods_json(TABLE1 if w.table == "table1" else TABLE2),
+    conda:
+        "../envs/geometry.yaml"
+    log:
+        f"{DATA}/logs/{{table}}.log",
+    benchmark:
+        f"{DATA}/benchmarks/{{table}}.tsv"
+    shell:
+        "python -m facerecon.aggregate {wildcards.table} --metrics {input}"
+        " --methods-json {params.methods:q} --out {output.csv} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        f"{DATA}/scans.csv",
+    output:
+        "results/figures/chamfer_by_expression.png",
+    conda:
+        "../envs/geometry.yaml"
+    log:
+        f"{DATA}/logs/figures.log",
+    benchmark:
+        f"{DATA}/benchmarks/figures.tsv"
+    shell:
+        "python -m facerecon.figures --scans {input} --out {output} > {log} 2>&1"
