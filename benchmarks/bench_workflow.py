@@ -38,7 +38,9 @@ def main() -> None:
                str(REPO / "workflow/Snakefile"), args.target, "-d", tmp, "--cores", args.cores,
                "--configfile", str(REPO / "config.yaml"), *args.configfile]
         tic = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+        env = {**os.environ,
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
         wall_s = time.perf_counter() - tic
         rows = []
         for rule_dir in sorted(Path(tmp).glob("results/*/benchmarks/*")):

@@ -26,9 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from facerecon.data.layout import EXPRESSIONS, TEST_SUBJECTS, TRAIN_EXPRESSIONS, TRAIN_SUBJECTS
 from facerecon.io import InputError, write_text
 
 T = TypeVar("T")
+
+
+@dataclass
+class SplitConfig:
+    """Which scans train the model and which are fitted and evaluated."""
+
+    train_subjects: list[str] = field(default_factory=lambda: [str(s) for s in TRAIN_SUBJECTS])
+    """Subject ids used for training (ImFace: 1..359 except the test subjects)."""
+    test_subjects: list[str] = field(default_factory=lambda: [str(s) for s in TEST_SUBJECTS])
+    """Subject ids fitted and evaluated (ImFace: 122 212 340 344 393 395 421 527 594 610)."""
+    train_expressions: list[int] = field(default_factory=lambda: list(TRAIN_EXPRESSIONS))
+    """FaceScape expression numbers used for training (5, 6, 8, 9, 18 are test-only)."""
+    test_expressions: list[int] = field(default_factory=lambda: list(range(1, 21)))
+    """FaceScape expression numbers fitted and evaluated for each test subject."""
 
 
 @dataclass
@@ -39,22 +54,9 @@ class SyntheticConfig:
     """Number of synthetic subjects, named 1..subjects."""
     seed: int = 0
     """Seed of the identity parameters and the fine detail; the same seed builds the same files."""
-
-
-@dataclass
-class SplitConfig:
-    """Which scans train the model and which are fitted and evaluated."""
-
-    train_subjects: list[str] = field(default_factory=lambda: [str(s) for s in range(1, 7)])
-    """Subject ids used for training (ImFace: 1..359 except the test subjects)."""
-    test_subjects: list[str] = field(default_factory=lambda: ["7", "8"])
-    """Subject ids fitted and evaluated (ImFace: 122 212 340 344 393 395 421 527 594 610)."""
-    train_expressions: list[int] = field(
-        default_factory=lambda: [1, 2, 3, 4, 7, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20]
-    )
-    """FaceScape expression numbers used for training (5, 6, 8, 9, 18 are test-only)."""
-    test_expressions: list[int] = field(default_factory=lambda: list(range(1, 21)))
-    """FaceScape expression numbers fitted and evaluated for each test subject."""
+    split: SplitConfig = field(default_factory=lambda: SplitConfig(
+        train_subjects=[str(s) for s in range(1, 7)], test_subjects=["7", "8"]))
+    """Train / test split of the synthetic subjects."""
 
 
 @dataclass
@@ -236,14 +238,17 @@ class MethodConfig:
 class WorkflowConfig:
     """Everything `config.yaml` may say."""
 
+    @property
+    def split(self) -> SplitConfig:
+        """The train / test split of the configured dataset."""
+        return getattr(self, self.dataset).split
+
     dataset: Literal["synthetic"] = "synthetic"
     """Data source. 'synthetic' is built offline by facerecon.data.synthetic."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device for training, fitting and meshing; 'auto' takes CUDA when present."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     """Options of the synthetic dataset."""
-    split: SplitConfig = field(default_factory=SplitConfig)
-    """Train / test split."""
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     """Alignment, crop and hole filling."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -383,9 +388,20 @@ def load_workflow_config(config: dict[str, Any]) -> WorkflowConfig:
         if unknown:
             raise InputError(f"config.{table}: unknown method(s) {unknown}; "
                              f"configured: {sorted(cfg.methods)}")
+    where = f"config.{cfg.dataset}.split"
     overlap = set(cfg.split.train_subjects) & set(cfg.split.test_subjects)
     if overlap:
-        raise InputError(f"config.split: subjects {sorted(overlap)} are both train and test")
+        raise InputError(f"{where}: subjects {sorted(overlap)} are both train and test")
+    if cfg.dataset == "synthetic":
+        built = {str(i) for i in range(1, cfg.synthetic.subjects + 1)}
+        unbuilt = sorted(set(cfg.split.train_subjects + cfg.split.test_subjects) - built)
+        if unbuilt:
+            raise InputError(f"{where}: subjects {unbuilt} are not among the "
+                             f"{cfg.synthetic.subjects} synthetic subjects (1..{len(built)})")
+    for key in ("train_expressions", "test_expressions"):
+        unknown = [e for e in getattr(cfg.split, key) if e not in EXPRESSIONS]
+        if unknown:
+            raise InputError(f"{where}.{key}: {unknown} are not FaceScape expressions (1..20)")
     return cfg
 
 

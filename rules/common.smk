@@ -25,9 +25,10 @@ TEST_SCANS = [
     for s in CFG.split.test_subjects
     for e in CFG.split.test_expressions
 ]
-METHODS = list(CFG.methods)
-TABLE1 = CFG.table1 or METHODS
-TABLE2 = CFG.table2 or METHODS
+TABLE1 = CFG.table1 or list(CFG.methods)
+TABLE2 = CFG.table2 or list(CFG.methods)
+#: Methods that appear in a table: what per-scan and per-subject reports cover.
+METHODS = list(dict.fromkeys(TABLE1 + TABLE2))
 
 
 wildcard_constraints:

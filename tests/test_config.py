@@ -81,7 +81,12 @@ def test_unknown_key_and_wrong_type_are_named(config: dict) -> None:
         load_workflow_config(deep_merge(config, {"dataset": "mystery"}))
 
 
-def test_subject_in_both_splits_is_rejected(config: dict) -> None:
-    config["split"]["test_subjects"] = [1]
-    with pytest.raises(InputError, match=r"\['1'\].*both train and test"):
-        load_workflow_config(config)
+def test_bad_splits_are_rejected(config: dict) -> None:
+    split = config["synthetic"]["split"]
+    with pytest.raises(InputError, match=r"synthetic\.split.*\['1'\].*both train and test"):
+        load_workflow_config(deep_merge(config, {"synthetic": {"split": {"test_subjects": [1]}}}))
+    with pytest.raises(InputError, match=r"\['9'\] are not among the 8 synthetic subjects"):
+        load_workflow_config(deep_merge(config, {"synthetic": {"split": {"test_subjects": [9]}}}))
+    with pytest.raises(InputError, match=r"test_expressions: \[21\]"):
+        load_workflow_config(deep_merge(config, {"synthetic": {"split": {
+            "test_expressions": split["test_expressions"] + [21]}}}))

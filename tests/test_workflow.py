@@ -8,6 +8,7 @@ results/.
 from __future__ import annotations
 
 import math
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+#: As after `. .venv/bin/activate`: the rules' `python` is this interpreter.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 CONFIGS = [str(REPO / "config.yaml"), str(REPO / "tests/configs/tiny.yaml")]
 
 pytestmark = pytest.mark.slow
@@ -28,7 +31,7 @@ def snakemake(workdir: Path, *args: str, configs: list[str] = CONFIGS) -> str:
     """Run snakemake from the repository on ``workdir``; return its output, fail loudly."""
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow/Snakefile"), *args, "-d", str(workdir),
            "--cores", "2", "--configfile", *configs]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout + result.stderr
 
@@ -101,6 +104,6 @@ def test_unknown_method_in_config_fails_with_its_name(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"table1": ["no_such_method"]}))
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow/Snakefile"), "-n", "-d", str(tmp_path),
            "--configfile", CONFIGS[0], str(bad)]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, check=False)
     assert result.returncode != 0
     assert "no_such_method" in result.stdout + result.stderr

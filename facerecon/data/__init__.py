@@ -1,1 +1,83 @@
-"""Data sources, all written in FaceScape's layout (see facerecon.data.layout)."""
+"""Data sources, all written in FaceScape's layout, and the one interface every stage reads.
+
+Each source only *produces* a root in FaceScape's layout (facerecon.data.layout):
+``synthetic`` builds it, ``ict`` builds it from the ICT-FaceKit model,
+``facescape`` imports it from the user's archives. :class:`FaceDataset` then
+reads any such root the same way, so no later stage knows where scans came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facerecon.data.layout import EXPRESSIONS, expression_number, landmarks_path, scan_path
+from facerecon.io import InputError, load_landmarks
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Where one scan's files are: mesh (mm) and 68 landmarks (mm, dlib order)."""
+
+    subject: str
+    expression: int
+    mesh: Path
+    landmarks: Path
+
+    @property
+    def name(self) -> str:
+        """FaceScape's file stem, e.g. '3_mouth_stretch'."""
+        return self.mesh.stem
+
+
+class FaceDataset:
+    """A root folder in FaceScape's layout, with the split the config gives it."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def subjects(self) -> list[str]:
+        """Subject folders that hold a models_reg/ folder, numerically sorted."""
+        found = [p.parent.name for p in self.root.glob("*/models_reg")]
+        return sorted(found, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+
+    def expressions(self, subject: str) -> list[int]:
+        """Expression numbers present for ``subject`` (scan and landmarks both there)."""
+        numbers = []
+        for obj in (self.root / subject / "models_reg").glob("*.obj"):
+            try:
+                number = expression_number(obj.stem)
+            except ValueError:
+                continue
+            if landmarks_path(self.root, subject, number).is_file():
+                numbers.append(number)
+        return sorted(numbers)
+
+    def scan(self, subject: str, expression: int) -> Scan:
+        """The files of one scan; InputError naming what is missing."""
+        mesh = scan_path(self.root, subject, expression)
+        landmarks = landmarks_path(self.root, subject, expression)
+        for path, what in ((mesh, "scan"), (landmarks, "landmarks")):
+            if not path.is_file():
+                raise InputError(f"{path}: {what} of subject {subject}, expression "
+                                 f"{expression} ({EXPRESSIONS[expression]}) not found")
+        return Scan(str(subject), expression, mesh, landmarks)
+
+    def landmarks(self, subject: str, expression: int) -> np.ndarray:
+        """(68, 3) landmarks in mm."""
+        return load_landmarks(self.scan(subject, expression).landmarks)
+
+    def check(self, subjects: list[str], expressions: list[int]) -> None:
+        """Fail fast, naming every missing (subject, expression) at once."""
+        missing = [
+            f"{s}/{e}_{EXPRESSIONS[e]}"
+            for s in subjects
+            for e in expressions
+            if not (scan_path(self.root, s, e).is_file()
+                    and landmarks_path(self.root, s, e).is_file())
+        ]
+        if missing:
+            shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+            raise InputError(f"{self.root}: {len(missing)} scan(s) missing: {shown}")

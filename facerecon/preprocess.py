@@ -1,0 +1,156 @@
+"""Preprocess one scan to the ImFace protocol: align, sphere crop, pseudo-watertight sheet.
+
+Reads a scan in millimetres and its 68 landmarks, and writes, in the crop
+frame (millimetres, sphere centre at the origin, face towards +z; not yet
+divided by the radius):
+
+- the pseudo-watertight sheet (PLY), one oriented sheet whose single boundary
+  loop lies on the crop sphere (:mod:`facerecon.geometry.watertight`);
+- the landmarks (68 ``x y z`` rows);
+- a JSON record with the 4x4 transform scan-frame-mm -> crop-frame-mm,
+  radius_mm, offset_mm, the align mode and counts.
+
+Example::
+
+    python -m facerecon.preprocess --scan 1_neutral.obj --landmarks 1_neutral.landmarks.txt \\
+        --out-mesh sheet.ply --out-landmarks lm.txt --out-transform crop.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from facerecon import io
+from facerecon.geometry.align import ALIGN_MODES, AlignMode, apply_transform, crop_frame_transform
+from facerecon.geometry.crop import crop_to_sphere
+from facerecon.geometry.topology import boundary_loops, clean_faces, triangle_cross
+from facerecon.geometry.watertight import pseudo_watertight
+
+DEFAULT_RADIUS_MM = 100.0
+DEFAULT_OFFSET_MM = 40.0
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """A preprocessed scan, in crop-frame millimetres."""
+
+    vertices_mm: np.ndarray  #: (V, 3) sheet vertices
+    faces: np.ndarray  #: (F, 3) sheet faces
+    landmarks_mm: np.ndarray  #: (68, 3)
+    transform: np.ndarray  #: (4, 4) scan-frame mm -> crop-frame mm
+    stats: dict[str, Any]
+
+
+def preprocess_scan(
+    vertices_mm: np.ndarray,
+    faces: np.ndarray,
+    landmarks_mm: np.ndarray,
+    *,
+    source: str = "scan",
+    radius_mm: float = DEFAULT_RADIUS_MM,
+    offset_mm: float = DEFAULT_OFFSET_MM,
+    align: AlignMode = "translate",
+    template_mm: np.ndarray | None = None,
+) -> Preprocessed:
+    """Align, crop to the sphere and build the pseudo-watertight sheet of one scan.
+
+    ``vertices_mm`` (V, 3) and ``landmarks_mm`` (68, 3) in the scan's frame;
+    ``faces`` (F, 3). Degenerate and duplicate faces are dropped and counted.
+    Raises :class:`facerecon.io.InputError` naming ``source`` when the scan
+    has no vertices inside the sphere or too few are visible from the front.
+    """
+    if not np.isfinite(vertices_mm).all():
+        raise io.InputError(f"{source}: vertices contain NaN or infinite values")
+    cleaned = clean_faces(vertices_mm, faces)
+    transform = crop_frame_transform(landmarks_mm, offset_mm, align, template_mm)
+    cropped_v, cropped_f = crop_to_sphere(
+        apply_transform(transform, vertices_mm), cleaned.faces, radius_mm)
+    if len(cropped_f) == 0:
+        raise io.InputError(
+            f"{source}: no part of the scan lies inside the {radius_mm:g} mm crop sphere "
+            f"centred {offset_mm:g} mm behind the nose tip (landmark 30); check the units "
+            "(millimetres) and the landmarks")
+    try:
+        sheet = pseudo_watertight(cropped_v, cropped_f, radius_mm)
+    except ValueError as exc:
+        raise io.InputError(f"{source}: cannot build the pseudo-watertight sheet ({exc})") from exc
+    radii = np.linalg.norm(sheet.vertices, axis=1)
+    loops = boundary_loops(sheet.faces)
+    boundary = np.concatenate(loops) if loops else np.zeros(0, dtype=np.int64)
+    boundary_error_mm = float(np.abs(radii[boundary] - radius_mm).max(initial=0.0))
+    areas_mm2 = 0.5 * np.linalg.norm(triangle_cross(sheet.vertices, sheet.faces), axis=1)
+    skirt_area_mm2 = float(areas_mm2[len(areas_mm2) - sheet.n_skirt_faces:].sum())
+    stats = {
+        "input_vertices": len(vertices_mm),
+        "input_faces": len(faces),
+        "degenerate_faces_removed": cleaned.n_degenerate,
+        "duplicate_faces_removed": cleaned.n_duplicate,
+        "cropped_vertices": len(cropped_v),
+        "cropped_faces": len(cropped_f),
+        "hidden_vertices_removed": sheet.n_hidden,
+        "vertices": len(sheet.vertices),
+        "faces": len(sheet.faces),
+        "skirt_faces": sheet.n_skirt_faces,
+        "area_mm2": float(areas_mm2.sum()),
+        "skirt_area_mm2": skirt_area_mm2,
+        "boundary_loops": len(loops),
+        "max_radius_mm": float(radii.max()),
+        "max_boundary_sphere_error_mm": boundary_error_mm,
+    }
+    return Preprocessed(sheet.vertices, sheet.faces, apply_transform(transform, landmarks_mm),
+                        transform, stats)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m facerecon.preprocess", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scan", required=True, type=Path, help="scan mesh (OBJ/PLY), mm")
+    parser.add_argument("--landmarks", required=True, type=Path, help="68 landmarks, x y z in mm")
+    parser.add_argument("--out-mesh", required=True, type=Path, help="sheet (PLY), crop frame")
+    parser.add_argument("--out-landmarks", required=True, type=Path, help="landmarks, crop frame")
+    parser.add_argument("--out-transform", required=True, type=Path, help="JSON record")
+    parser.add_argument("--radius-mm", type=float, default=DEFAULT_RADIUS_MM)
+    parser.add_argument("--offset-mm", type=float, default=DEFAULT_OFFSET_MM,
+                        help="sphere centre this far behind the nose tip along z")
+    parser.add_argument("--align", choices=ALIGN_MODES, default="translate")
+    parser.add_argument("--template", type=Path,
+                        help="68 template landmarks in the canonical frame (--align landmarks)")
+    args = parser.parse_args(argv)
+    if args.align == "landmarks" and args.template is None:
+        parser.error("--align landmarks needs --template")
+    if args.radius_mm <= 0:
+        parser.error("--radius-mm must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    mesh = io.load_mesh(args.scan)
+    landmarks = io.load_landmarks(args.landmarks)
+    template = io.load_landmarks(args.template) if args.template is not None else None
+    result = preprocess_scan(
+        np.asarray(mesh.vertices), np.asarray(mesh.faces), landmarks, source=str(args.scan),
+        radius_mm=args.radius_mm, offset_mm=args.offset_mm, align=args.align,
+        template_mm=template)
+    io.save_mesh(trimesh.Trimesh(result.vertices_mm, result.faces, process=False), args.out_mesh)
+    io.save_landmarks(args.out_landmarks, result.landmarks_mm)
+    io.write_json(args.out_transform, {
+        "scan": str(args.scan),
+        "transform": result.transform.tolist(),
+        "transform_maps": "homogeneous scan-frame mm -> crop-frame mm (p_crop = T @ [p, 1])",
+        "radius_mm": args.radius_mm,
+        "offset_mm": args.offset_mm,
+        "align": args.align,
+        "template": str(args.template) if args.template is not None else None,
+        "stats": result.stats,
+    })
+
+
+if __name__ == "__main__":
+    io.run_cli(main)
