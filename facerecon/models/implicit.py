@@ -40,20 +40,24 @@ def fourier_encoding(points: torch.Tensor, frequencies: int) -> torch.Tensor:
 class ExpertMLPs(nn.Module):
     """K independent MLPs evaluated in one batched pass (K = 1 is a plain MLP).
 
+    The input is split into per-point features and per-scan codes: the codes'
+    share of the first layer is computed once per scan, not once per point.
     Geometric initialisation (Atzmon & Lipman, SAL): every expert starts as the
-    SDF of a sphere of radius INIT_SPHERE_RADIUS in the first 3 inputs (xyz);
-    weights on the other inputs start at zero so the codes and the encoding
-    only add detail.
+    SDF of a sphere of radius INIT_SPHERE_RADIUS in the first 3 point features
+    (xyz); weights on all other inputs start at zero, so the codes and the
+    encoding only add detail.
     """
 
-    def __init__(self, experts: int, in_dim: int, hidden_dim: int, hidden_layers: int) -> None:
+    def __init__(self, experts: int, point_dim: int, code_dim: int, hidden_dim: int,
+                 hidden_layers: int) -> None:
         super().__init__()
-        dims = [in_dim] + [hidden_dim] * hidden_layers + [1]
+        self.point_dim = point_dim
+        dims = [point_dim + code_dim] + [hidden_dim] * hidden_layers + [1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             w = torch.empty(experts, d_in, d_out)
-            b = torch.zeros(experts, d_out)
+            b = torch.zeros(experts, 1, d_out)
             if i == len(dims) - 2:
                 nn.init.normal_(w, mean=math.sqrt(math.pi) / math.sqrt(d_in), std=1e-5)
                 b.fill_(-INIT_SPHERE_RADIUS)
@@ -65,12 +69,17 @@ class ExpertMLPs(nn.Module):
             self.biases.append(nn.Parameter(b))
         self.activation = nn.Softplus(beta=SOFTPLUS_BETA)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h: (B, N, in_dim) -> (B, N, K) one SDF value per expert."""
-        x = torch.einsum("bni,kio->bnko", h, self.weights[0]) + self.biases[0]
-        for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
-            x = torch.einsum("bnki,kio->bnko", self.activation(x), w) + b
-        return x[..., 0]
+    def forward(self, point_features: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """point_features (B, N, P), codes (B, C) -> (B, N, K) one SDF value per expert."""
+        b, n, p = point_features.shape
+        w0 = self.weights[0]
+        per_point = torch.matmul(point_features.reshape(1, b * n, p), w0[:, :p])  # (K, BN, H)
+        per_scan = torch.matmul(codes[None], w0[:, p:]) + self.biases[0]  # (K, B, H)
+        x = (per_point.view(-1, b, n, per_point.shape[-1]) + per_scan[:, :, None])
+        x = x.view(-1, b * n, x.shape[-1])
+        for w, bias in zip(self.weights[1:], self.biases[1:], strict=True):
+            x = torch.baddbmm(bias, self.activation(x), w)
+        return x[..., 0].view(-1, b, n).permute(1, 2, 0)
 
 
 class ImplicitFace(nn.Module):
@@ -79,31 +88,19 @@ class ImplicitFace(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        in_dim = 3 + 6 * cfg.pe_frequencies + cfg.id_dim + cfg.exp_dim
-        self.experts = ExpertMLPs(cfg.experts, in_dim, cfg.hidden_dim, cfg.hidden_layers)
+        point_dim = 3 + 6 * cfg.pe_frequencies
+        code_dim = cfg.id_dim + cfg.exp_dim
+        self.experts = ExpertMLPs(cfg.experts, point_dim, code_dim, cfg.hidden_dim,
+                                  cfg.hidden_layers)
+        # two-layer gating network on h(p); its first layer is split like the experts'
         self.gate = (
-            nn.Sequential(
-                nn.Linear(in_dim, cfg.gate_hidden_dim),
-                nn.ReLU(),
-                nn.Linear(cfg.gate_hidden_dim, cfg.experts),
-            )
+            nn.ModuleDict({
+                "point": nn.Linear(point_dim, cfg.gate_hidden_dim),
+                "code": nn.Linear(code_dim, cfg.gate_hidden_dim, bias=False),
+                "out": nn.Linear(cfg.gate_hidden_dim, cfg.experts),
+            })
             if cfg.experts > 1
             else None
-        )
-
-    def features(
-        self, points: torch.Tensor, z_id: torch.Tensor, z_exp: torch.Tensor
-    ) -> torch.Tensor:
-        """h(p) = [p, gamma(p), z_id, z_exp] (eq. 5). points (B,N,3), z_* (B,D) -> (B,N,F)."""
-        n = points.shape[1]
-        return torch.cat(
-            [
-                points,
-                fourier_encoding(points, self.cfg.pe_frequencies),
-                z_id[:, None, :].expand(-1, n, -1),
-                z_exp[:, None, :].expand(-1, n, -1),
-            ],
-            dim=-1,
         )
 
     def forward(
@@ -113,11 +110,15 @@ class ImplicitFace(nn.Module):
 
         'gates' (the soft expert assignment alpha, eq. 6) is present only with experts > 1.
         """
-        h = self.features(points, z_id, z_exp)
-        per_expert = self.experts(h)
+        # h(p) = [p, gamma(p), z_id, z_exp] (eq. 5), kept as its per-point and per-scan parts
+        point_features = torch.cat([points, fourier_encoding(points, self.cfg.pe_frequencies)],
+                                   dim=-1)
+        codes = torch.cat([z_id, z_exp], dim=-1)
+        per_expert = self.experts(point_features, codes)
         if self.gate is None:
             return {"sdf": per_expert[..., 0]}
-        alpha = torch.softmax(self.gate(h), dim=-1)
+        hidden = self.gate["point"](point_features) + self.gate["code"](codes)[:, None]
+        alpha = torch.softmax(self.gate["out"](torch.relu(hidden)), dim=-1)
         return {"sdf": (alpha * per_expert).sum(dim=-1), "gates": alpha}
 
     def get_loss_dict(
