@@ -39,6 +39,8 @@ import point_cloud_utils as pcu
 import trimesh
 from scipy.spatial import cKDTree
 
+from facerecon.geometry.align import apply_transform, rigid_fit
+from facerecon.geometry.surface import sample_surface
 from facerecon.io import InputError, load_mesh, run_cli, write_json
 
 DEFAULT_SAMPLES = 150_000
@@ -48,56 +50,11 @@ ICP_SUBSAMPLE = 20_000  # pred samples used by ICP; the final metrics use all of
 ICP_TOLERANCE_MM = 1e-4  # stop once an ICP step moves every point by less than this
 
 
-def sample_surface(mesh: trimesh.Trimesh, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``n`` points uniformly by area on the triangles of ``mesh``.
-
-    Faces are picked with probability proportional to their area, then a point
-    is drawn uniformly inside each picked triangle. Returns (n, 3) float64 in
-    the mesh's units (mm). Raises ValueError if the mesh has no area.
-    """
-    triangles = np.asarray(mesh.triangles, dtype=np.float64)  # (F, 3, 3)
-    areas = 0.5 * np.linalg.norm(
-        np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]), axis=1
-    )
-    total = areas.sum()
-    if not total > 0:
-        raise ValueError("mesh has zero surface area")
-    faces = rng.choice(len(areas), size=n, p=areas / total)
-    # Uniform point in a triangle: fold the unit square onto the lower triangle.
-    u, v = rng.random((2, n))
-    outside = u + v > 1.0
-    u[outside], v[outside] = 1.0 - u[outside], 1.0 - v[outside]
-    a, b, c = triangles[faces, 0], triangles[faces, 1], triangles[faces, 2]
-    return a + u[:, None] * (b - a) + v[:, None] * (c - a)
-
-
 def nearest_distances(query: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Unsquared Euclidean distance from each of ``query`` (N, 3) to its nearest
     neighbour among ``points`` (M, 3) -> (N,), same units as the inputs."""
     distances, _ = cKDTree(points).query(query, workers=-1)
     return distances
-
-
-def kabsch(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares rigid transform (rotation + translation, no scale, no
-    reflection) taking paired points ``source`` (N, 3) onto ``target`` (N, 3).
-
-    Returns a (4, 4) homogeneous matrix acting on column vectors.
-    """
-    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
-    covariance = (source - source_mean).T @ (target - target_mean)  # (3, 3)
-    u, _, vt = np.linalg.svd(covariance)
-    sign = np.sign(np.linalg.det(vt.T @ u.T))  # -1 would be a reflection: flip it
-    rotation = vt.T @ np.diag([1.0, 1.0, sign]) @ u.T
-    transform = np.eye(4)
-    transform[:3, :3] = rotation
-    transform[:3, 3] = target_mean - rotation @ source_mean
-    return transform
-
-
-def apply_transform(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a (4, 4) homogeneous transform to points (N, 3) -> (N, 3)."""
-    return points @ transform[:3, :3].T + transform[:3, 3]
 
 
 def rigid_icp(
@@ -109,7 +66,7 @@ def rigid_icp(
     """Align ``source`` (N, 3) to ``target`` (M, 3) by point-to-point rigid ICP.
 
     Each iteration pairs every source point with its nearest target point and
-    applies the Kabsch step for those pairs; it stops after ``max_iterations``
+    applies the Kabsch step (:func:`rigid_fit`) for those pairs; it stops after ``max_iterations``
     or once a step moves every source point by less than ``tolerance_mm``.
     Returns the accumulated (4, 4) transform (source frame -> target frame,
     millimetres) and the number of iterations run.
@@ -121,7 +78,7 @@ def rigid_icp(
     while iterations < max_iterations:
         iterations += 1
         _, nearest = tree.query(current, workers=-1)
-        step = kabsch(current, target[nearest])
+        step = rigid_fit(current, target[nearest])
         moved = apply_transform(step, current)
         transform = step @ transform
         largest_move_mm = np.linalg.norm(moved - current, axis=1).max()
@@ -204,8 +161,8 @@ def evaluate_meshes(
     if samples < 1 or not threshold_mm > 0:
         raise ValueError(f"need samples >= 1 and threshold_mm > 0, got {samples}, {threshold_mm}")
     rng = np.random.default_rng(seed)
-    pred_points = sample_surface(pred, samples, rng)
-    gt_points = sample_surface(gt, samples, rng)
+    pred_points = sample_surface(pred.vertices, pred.faces, samples, rng)[0]
+    gt_points = sample_surface(gt.vertices, gt.faces, samples, rng)[0]
     transform, iterations = np.eye(4), 0
     if icp:
         subset = rng.choice(samples, size=min(samples, ICP_SUBSAMPLE), replace=False)

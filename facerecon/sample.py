@@ -30,28 +30,13 @@ import numpy as np
 
 from facerecon import io
 from facerecon.geometry.sdf import MeshSDF
-from facerecon.geometry.topology import triangle_cross
+from facerecon.geometry.surface import sample_surface
 
 Backend = Literal["exact", "mesh_to_sdf"]
 BACKENDS: tuple[str, ...] = ("exact", "mesh_to_sdf")
 
 #: mesh-to-sdf's default number of surface samples for its ``sample`` method.
 MESH_TO_SDF_SAMPLE_POINTS = 10_000_000
-
-
-def sample_surface(
-    vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` area-uniform points on the mesh: (count, 3) points and unit face normals."""
-    cross = triangle_cross(vertices, faces)
-    area2 = np.linalg.norm(cross, axis=1)
-    face = rng.choice(len(faces), size=count, p=area2 / area2.sum())
-    u, v = rng.random((2, count))
-    flip = u + v > 1.0
-    u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
-    tri = vertices[faces[face]]
-    points = tri[:, 0] + u[:, None] * (tri[:, 1] - tri[:, 0]) + v[:, None] * (tri[:, 2] - tri[:, 0])
-    return points, cross[face] / area2[face, None]
 
 
 def sample_unit_ball(count: int, rng: np.random.Generator) -> np.ndarray:
