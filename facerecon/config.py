@@ -60,6 +60,50 @@ class SyntheticConfig:
 
 
 @dataclass
+class IctConfig:
+    """The ICT-FaceKit benchmark (MIT licence), built in FaceScape's layout."""
+
+    model: str = "../shared/ict-facekit/ict_facekit.npz"
+    """ICT-FaceKit model: the packed .npz or the upstream FaceXModel/ folder. If it does not
+    exist, the upstream repository archive is downloaded from `url` and packed under
+    results/ict/model/."""
+    url: str = "https://github.com/ICT-VGL/ICT-FaceKit/archive/da5f95a6.zip"
+    """Upstream repository archive (the commit the packed copy was made from)."""
+    sha256: str = ""
+    """SHA-256 of the archive at `url`; checked when given."""
+    subjects: int = 12
+    """Number of ICT identities, named 1..subjects."""
+    seed: int = 0
+    """Seed of the identity weights; the same seed builds the same files."""
+    split: SplitConfig = field(default_factory=lambda: SplitConfig(
+        train_subjects=[str(s) for s in range(1, 11)], test_subjects=["11", "12"]))
+    """Train / test split of the ICT identities."""
+
+
+@dataclass
+class FacescapeConfig:
+    """FaceScape (licensed): taken from archives or links the user already has."""
+
+    archives: list[str] = field(default_factory=list)
+    """Local TU archives (facescape_trainset_*.zip) or folders already extracted."""
+    urls: list[str] = field(default_factory=list)
+    """Per-licence download links of TU archives (downloaded to results/facescape/downloads)."""
+    sha256: list[str] = field(default_factory=list)
+    """SHA-256 of each URL's file, in the order of `urls` (empty: not checked)."""
+    token_env: str = ""
+    """Name of an environment variable holding a token or cookie sent with the downloads;
+    the secret itself never goes into config, logs or results."""
+    header_name: str = "Authorization"
+    """HTTP header carrying that secret ('Authorization' sends 'Bearer <token>')."""
+    images: list[str] = field(default_factory=list)
+    """Multi-view image archives (fsmview_trainset_images_*.zip) or folders; optional."""
+    max_uncompressed_gb: float = 100.0
+    """Refuse any archive whose members add up to more than this."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """Train / test split; defaults to ImFace's (355 train subjects, 10 test subjects)."""
+
+
+@dataclass
 class PreprocessConfig:
     """Rigid alignment, sphere crop and pseudo-watertight surface (ImFace protocol)."""
 
@@ -243,12 +287,17 @@ class WorkflowConfig:
         """The train / test split of the configured dataset."""
         return getattr(self, self.dataset).split
 
-    dataset: Literal["synthetic"] = "synthetic"
-    """Data source. 'synthetic' is built offline by facerecon.data.synthetic."""
+    dataset: Literal["synthetic", "ict", "facescape"] = "synthetic"
+    """Data source: 'synthetic' (built offline, the default), 'ict' (ICT-FaceKit identities
+    and blendshapes) or 'facescape' (the user's licensed archives or links)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device for training, fitting and meshing; 'auto' takes CUDA when present."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     """Options of the synthetic dataset."""
+    ict: IctConfig = field(default_factory=IctConfig)
+    """Options of the ICT-FaceKit benchmark."""
+    facescape: FacescapeConfig = field(default_factory=FacescapeConfig)
+    """Options of FaceScape."""
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     """Alignment, crop and hole filling."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -392,12 +441,21 @@ def load_workflow_config(config: dict[str, Any]) -> WorkflowConfig:
     overlap = set(cfg.split.train_subjects) & set(cfg.split.test_subjects)
     if overlap:
         raise InputError(f"{where}: subjects {sorted(overlap)} are both train and test")
-    if cfg.dataset == "synthetic":
-        built = {str(i) for i in range(1, cfg.synthetic.subjects + 1)}
+    if cfg.dataset in ("synthetic", "ict"):
+        n_built = getattr(cfg, cfg.dataset).subjects
+        built = {str(i) for i in range(1, n_built + 1)}
         unbuilt = sorted(set(cfg.split.train_subjects + cfg.split.test_subjects) - built)
         if unbuilt:
             raise InputError(f"{where}: subjects {unbuilt} are not among the "
-                             f"{cfg.synthetic.subjects} synthetic subjects (1..{len(built)})")
+                             f"{n_built} {cfg.dataset} subjects (1..{n_built})")
+    if cfg.dataset == "facescape":
+        fs = cfg.facescape
+        if not fs.archives and not fs.urls:
+            raise InputError("config.facescape: give the TU archives you have (archives) or "
+                             "your per-licence links (urls)")
+        if fs.sha256 and len(fs.sha256) != len(fs.urls):
+            raise InputError(f"config.facescape.sha256: {len(fs.sha256)} checksums for "
+                             f"{len(fs.urls)} urls")
     for key in ("train_expressions", "test_expressions"):
         unknown = [e for e in getattr(cfg.split, key) if e not in EXPRESSIONS]
         if unknown:

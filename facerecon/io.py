@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -100,21 +101,92 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, n
     return arrays
 
 
+def read_obj(path: str | os.PathLike, *, with_faces: bool = True, dtype: type = np.float32
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Vertices ((V, 3) ``dtype``, file order) and faces of an OBJ, ignoring everything else.
+
+    Unlike a general mesh loader this never splits or reorders vertices at texture
+    seams, so vertex indices (landmarks, a shared topology) stay valid. Polygons are
+    fan-triangulated from their first corner, in file order; faces are (F, 3) int64,
+    0-based (None when ``with_faces`` is False).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: OBJ file not found")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    vertex_lines = [line for line in lines if line.startswith("v ")]
+    if not vertex_lines:
+        raise InputError(f"{path}: empty mesh (no vertices)")
+    try:
+        vertices = np.loadtxt(vertex_lines, dtype=dtype, usecols=(1, 2, 3), ndmin=2)
+    except ValueError:
+        raise InputError(f"{path}: malformed vertex line") from None
+    if not with_faces:
+        return vertices, None
+    faces = _obj_faces(path, lines)
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise InputError(f"{path}: face indices out of range for {len(vertices)} vertices")
+    return vertices, faces
+
+
+def _obj_faces(path: Path, lines: list[str]) -> np.ndarray:
+    """(F, 3) 0-based fan triangles of the ``f`` lines (corners ``v``, ``v/vt``, ``v/vt/vn``
+    or ``v//vn``), vectorised: a TU or ICT mesh parses in a fraction of a second."""
+    polygons: list[list[str]] = []
+    n_before: list[int] = []  # vertices defined before each face, for negative indices
+    n_vertices = 0
+    for line in lines:
+        if line.startswith("v "):
+            n_vertices += 1
+        elif line.startswith("f "):
+            polygons.append(line.split()[1:])
+            n_before.append(n_vertices)
+    sizes = np.array([len(corners) for corners in polygons], dtype=np.int64)
+    if not len(sizes):
+        raise InputError(f"{path}: empty mesh (no triangles)")
+    if sizes.min() < 3:
+        raise InputError(f"{path}: a face with fewer than 3 corners")
+    tokens = re.sub(r"/\S*", "", " ".join(" ".join(corners) for corners in polygons)).split()
+    try:
+        corners = np.array(tokens, dtype=np.int64)
+    except ValueError:
+        raise InputError(f"{path}: malformed face line") from None
+    if not corners.all():
+        raise InputError(f"{path}: face index 0 (OBJ indices start at 1)")
+    # 1-based; negative indices count back from the last vertex defined so far
+    corners = np.where(corners > 0, corners - 1, corners + np.repeat(n_before, sizes))
+    n_triangles = sizes - 2
+    polygon = np.repeat(np.arange(len(sizes)), n_triangles)
+    k = np.arange(n_triangles.sum()) - np.repeat(np.cumsum(n_triangles) - n_triangles,
+                                                 n_triangles) + 1  # 1 .. size - 2
+    first = (np.cumsum(sizes) - sizes)[polygon]  # each triangle's polygon's first corner
+    return np.stack([corners[first], corners[first + k], corners[first + k + 1]], axis=1)
+
+
 def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
     """Load a triangle mesh and check that it is usable.
 
     Raises InputError for a missing or unreadable file, a file without
     triangles, non-finite vertices, or face indices out of range. Vertices are
-    returned exactly as stored (no merging, no reordering), so vertex indices
-    such as landmark indices stay valid.
+    returned exactly as stored (no merging, no reordering, no splitting at
+    texture seams: OBJs go through :func:`read_obj`), so vertex indices such as
+    landmark indices stay valid.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: mesh file not found")
+    if path.suffix.lower() == ".obj":
+        vertices, faces = read_obj(path, dtype=np.float64)
+        return _checked_mesh(path, trimesh.Trimesh(vertices, faces, process=False))
     try:
         mesh = trimesh.load(path, force="mesh", process=False, maintain_order=True)
     except Exception as exc:  # trimesh raises many types for malformed files
         raise InputError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from exc
+    return _checked_mesh(path, mesh)
+
+
+def _checked_mesh(path: Path, mesh: object) -> trimesh.Trimesh:
+    """``mesh`` if it has triangles, finite vertices and valid face indices."""
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.vertices) == 0 or len(mesh.faces) == 0:
         raise InputError(f"{path}: empty mesh (no vertices or no triangles)")
     vertices = np.asarray(mesh.vertices)
