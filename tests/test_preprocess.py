@@ -399,3 +399,32 @@ def test_sample_cli_rejects_a_mesh_outside_the_crop_sphere(scan_files, tmp_path)
         sample.main(["--mesh", str(scan), "--landmarks", str(landmarks),
                      "--out", str(tmp_path / "x.npz"), "--subject", "1", "--expression", "e"])
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_ict_scan_with_open_mouth_gets_one_sheet_covering_the_mouth(tmp_path):
+    """Real face data: an ICT-FaceKit identity with mouth_stretch (jaw open, mouth socket)."""
+    from facerecon.data import ict
+
+    model_path = Path(__file__).resolve().parents[2] / "shared/ict-facekit/ict_facekit.npz"
+    model = ict.load_model(model_path)
+    (obj,) = ict.build_subject(model, tmp_path, 1, 0, [3])
+    mesh = io.load_mesh(obj)
+    landmarks = io.load_landmarks(obj.with_suffix(".landmarks.txt"))
+    result = preprocess.preprocess_scan(np.asarray(mesh.vertices), np.asarray(mesh.faces),
+                                        landmarks, radius_mm=RADIUS_MM, offset_mm=OFFSET_MM)
+    v, f = result.vertices_mm, result.faces
+    assert result.stats["hidden_vertices_removed"] > 100  # the mouth socket, at least
+    loops = boundary_loops(f)
+    assert len(loops) == 1
+    np.testing.assert_allclose(np.linalg.norm(v[loops[0]], axis=1), RADIUS_MM, rtol=1e-9)
+    normals = triangle_cross(v, f)
+    top = np.unique(f[normals[:, 2] > 1e-9 * np.linalg.norm(normals, axis=1)])
+    assert not hidden_vertices(v, f)[top].any()
+    # the opening between the inner lips (landmarks 62 above, 66 below) is bridged once
+    lips = result.landmarks_mm[[62, 66]]
+    assert lips[0, 1] - lips[1, 1] > 15.0  # the mouth really is open
+    across = np.linspace(lips[0], lips[1], 7)[1:-1, :2]
+    np.testing.assert_array_equal(vertical_hits(v, f, across), 1)
+    # ... where the scan itself has the mouth socket behind the opening
+    raw = trimesh.Trimesh(apply_transform(result.transform, mesh.vertices), mesh.faces)
+    assert (vertical_hits(raw.vertices, raw.faces, across) >= 2).all()
