@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from facerecon.images.sampling import gaussian_sample, rescale_pixels
 
@@ -75,6 +76,35 @@ def test_integer_points_match_eq1_written_out(sigma: float) -> None:
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
+def _nine_bilinear_taps(feature_map: torch.Tensor, uv: torch.Tensor,
+                        sigma: float) -> torch.Tensor:
+    """Eq. 1 with bilinear taps, read one tap at a time (clamped): (B, N, C)."""
+    height, width = feature_map.shape[-2:]
+    total = 0.0
+    z = 0.0
+    for dv in (-1.0, 0.0, 1.0):
+        for du in (-1.0, 0.0, 1.0):
+            weight = math.exp(-(du * du + dv * dv) / (2 * sigma**2))
+            taps = uv + torch.tensor([du, dv], dtype=uv.dtype)
+            grid = taps / torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=uv.dtype) - 1
+            read = F.grid_sample(feature_map, grid[:, :, None], mode="bilinear",
+                                 padding_mode="border", align_corners=True)[..., 0]
+            total = total + weight * read.transpose(1, 2)
+            z += weight
+    return total / z
+
+
+@pytest.mark.parametrize("sigma", [0.6, 1.0, 1.8])
+def test_blurred_read_equals_nine_taps_inside_the_map(sigma: float) -> None:
+    torch.manual_seed(3)
+    maps = torch.randn(2, 4, H, W, dtype=torch.float64)
+    uv = torch.rand(2, 50, 2, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0])
+    uv[:, :4] = torch.tensor([[0.0, 0.0], [W - 1.0, H - 1.0], [0.2, H - 1.3], [W - 1.0, 0.4]],
+                             dtype=torch.float64)
+    torch.testing.assert_close(gaussian_sample(maps, uv, sigma),
+                               _nine_bilinear_taps(maps, uv, sigma))
+
+
 def test_quadratic_map_sees_the_gaussian_weights() -> None:
     """M = x^2 at an integer u: u^2 + E_w[du^2], with E_w[du^2] = 2 e^-1/2 / (1 + 2 e^-1/2)."""
     y, x = torch.meshgrid(torch.arange(H, dtype=torch.float64),
@@ -86,14 +116,16 @@ def test_quadratic_map_sees_the_gaussian_weights() -> None:
 
 
 def test_border_taps_are_clamped() -> None:
-    """M = x at u = 0: taps at x = -1 read x = 0, so only the du = +1 column counts."""
+    """M = x at u = 0: taps at x = -1 read x = 0, so only the du = +1 column counts;
+    points further out read that border value (likewise at u = W - 1)."""
     e = math.exp(-0.5)
+    share = e / (1 + 2 * e)  # weight of the du = +1 (or -1) column
     x_map = _linear_map(0.0, 1.0, 0.0)
-    uv = torch.tensor([[[0.0, 2.0], [-5.0, 2.0], [W - 1.0 + 3.0, 2.0]]], dtype=torch.float64)
+    uv = torch.tensor([[[0.0, 2.0], [-5.0, 2.0], [W - 1.0, 2.0], [W - 1.0 + 3.0, 2.0],
+                        [0.5, 0.0]]], dtype=torch.float64)
     out = gaussian_sample(x_map, uv)[0, :, 0]
-    assert out[0].item() == pytest.approx(e / (1 + 2 * e))
-    assert out[1].item() == pytest.approx(0.0)  # far outside: the border value
-    assert out[2].item() == pytest.approx(W - 1.0)
+    expected = [share, share, W - 1.0 - share, W - 1.0 - share, 0.5 * share + 0.5]
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64))
     # continuous across the border
     across = torch.tensor([[[-1e-7, 2.0], [1e-7, 2.0]]], dtype=torch.float64)
     values = gaussian_sample(_linear_map(), across)[0, :, 0]
@@ -107,7 +139,14 @@ def test_gradients_pass_gradcheck() -> None:
     frac = torch.rand(2, 5, 2, dtype=torch.float64) * 0.6 + 0.2
     base = torch.tensor([[0, 0], [3, 2], [6, 4], [7, 1], [2, 4]], dtype=torch.float64)
     uv = (base + frac).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda m, p: gaussian_sample(m, p, 1.0), (maps, uv))
+    # One intra-op thread: gradcheck runs thousands of tiny ops, and with two OpenMP
+    # threads on a busy 2-core machine under pytest-timeout's SIGALRM it took 40 s, not 0.5 s.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert torch.autograd.gradcheck(lambda m, p: gaussian_sample(m, p), (maps, uv))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_rescale_pixels_keeps_pixel_centres() -> None:

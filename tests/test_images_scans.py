@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from scipy import ndimage
 
 from facerecon import io
 from facerecon.data import layout
@@ -183,8 +184,8 @@ def dlib_measurements(ict_renders: list[dict]) -> list[dict]:
 def test_dlib_landmarks_on_ict_renders(dlib_measurements: list[dict]) -> None:
     """What holds (measured): dlib finds every face; eyes, nose and mouth agree with ICT's
     landmarks to a pooled median under 3 px; all 68 points to under 4 px per render; the
-    only systematic difference is the brows (dlib puts them lower on these browless
-    renders); the camera from exact landmarks reprojects to a median under 1.2 px."""
+    only large systematic difference is the brows (dlib puts them lower on these browless
+    renders); the camera from exact landmarks reprojects to a median under 0.6 px."""
     agreement = np.stack([row["agreement"] for row in dlib_measurements])
     for group in ("eyes", "nose", "mouth"):
         assert np.median(agreement[:, GROUPS[group]]) < 3.0, group
@@ -193,16 +194,16 @@ def test_dlib_landmarks_on_ict_renders(dlib_measurements: list[dict]) -> None:
     assert signed[:, GROUPS["brows"], 1].mean() > 3.0  # dlib's brows lie lower (+y)
     assert abs(signed[:, np.r_[0:17, 27:68], 1].mean()) < 1.0  # no overall offset
     for row in dlib_measurements:
-        assert np.median(row["reprojection_truth"]) < 1.2, row["name"]
+        assert np.median(row["reprojection_truth"]) < 0.6, row["name"]
         assert np.median(row["reprojection_dlib"]) < 4.5, row["name"]
         assert np.median(row["dlib_camera_vs_truth"]) < 3.5, row["name"]
 
 
 @needs_ict
 @pytest.mark.xfail(strict=True, reason=(
-    "not met: dlib vs ICT landmarks68 medians are 2.3-3.8 px per render (crop px); "
-    "ICT's brow (7.6 px), jaw (3.4 px) and nostril points are defined differently from "
-    "dlib's on untextured renders"))
+    "not met: dlib vs ICT landmarks68 medians are 2.2-3.4 px per render here (2.2-4.0 "
+    "over 12 renders measured, 7 above 3 px); ICT's brow (7.5 px), jaw (3.8 px) and "
+    "nostril points are placed differently from dlib's on these untextured renders"))
 def test_brief_criterion_dlib_agrees_within_3px_median(dlib_measurements: list[dict]) -> None:
     for row in dlib_measurements:
         assert np.median(row["agreement"]) <= 3.0, row["name"]
@@ -211,8 +212,8 @@ def test_brief_criterion_dlib_agrees_within_3px_median(dlib_measurements: list[d
 @needs_ict
 @pytest.mark.xfail(strict=True, reason=(
     "not met: the camera fitted to dlib's landmarks reprojects the 3D landmarks with "
-    "median 2.6-4.0 px, set by the same landmark-definition differences; with exact "
-    "landmarks it is 0.7-1.1 px"))
+    "median 2.5-4.0 px, set by the same landmark-definition differences; with exact "
+    "landmarks it is 0.25-0.36 px"))
 def test_brief_criterion_dlib_camera_reprojects_under_2px(
         dlib_measurements: list[dict]) -> None:
     for row in dlib_measurements:
@@ -261,19 +262,22 @@ def test_prepare_and_overlay_clis(scans: dict[str, tuple[Path, Path]], tmp_path:
                 "alignment"} <= set(record)
         assert record["view"]["source"] == "render" and record["view"]["view"] == "0"
         assert record["alignment"]["method"] == "given"
-        assert record["reprojection_error_px"]["median"] < 1.2
-        assert record["reprojection_error_px"]["max"] < 6.0
+        assert record["reprojection_error_px"]["median"] < 0.6
+        assert record["reprojection_error_px"]["max"] < 2.0
         camera = load_camera(out / "camera.json")
         np.testing.assert_allclose(
             camera.project(io.load_landmarks(landmarks)) - landmarks_2d,
             np.zeros((68, 2)), atol=record["reprojection_error_px"]["max"] + 1e-6)
-        # the scan's camera-facing vertices land on the face in the crop
+        # the scan's camera-facing vertices land on the head in the crop: none more than
+        # 4 px outside its rendered outline (weak perspective vs the 3 m render)
         mesh = io.load_mesh(obj)
         facing = facing_vertices(mesh.vertex_normals, camera)
         u, v = np.round(camera.project(np.asarray(mesh.vertices)[facing])).astype(int).T
         inside = (u >= 0) & (u < 256) & (v >= 0) & (v < 256)
-        assert inside.mean() > 0.9
-        assert _is_background(crop[v[inside], u[inside]]).mean() < 0.02, name
+        assert inside.sum() > 1000  # (the neck and shoulders reach below the crop)
+        outside_px = ndimage.distance_transform_edt(_is_background(crop.reshape(-1, 3))
+                                                    .reshape(256, 256))
+        assert outside_px[v[inside], u[inside]].max() <= 4.0, name
         prepared.append(out)
     figure = tmp_path / "overlay.png"
     _run("facerecon.images.overlay", "--prepared", *prepared,
@@ -289,6 +293,9 @@ def test_render_cli_then_prepare_from_the_view_folder(scans: dict[str, tuple[Pat
     obj, landmarks = scans["ict"]
     views = tmp_path / "images" / "1_neutral"
     _run("facerecon.images.render", "--scan", obj, "--out-dir", views)
+    params = json.loads((views / "params.json").read_text())
+    assert set(params) == {"0_K", "0_Rt", "0_distortion", "0_width", "0_height", "0_valid"}
+    assert params["0_distortion"] == [0.0] * 5 and params["0_valid"] is True
     view = most_frontal_view(views)
     assert view.name == "0" and view.image == views / "0.png"
     expected = portrait_camera(io.load_landmarks(landmarks))

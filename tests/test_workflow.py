@@ -7,16 +7,26 @@ results/.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import math
 import os
 import re
 import subprocess
 import sys
+import threading
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import trimesh
 import yaml
+
+from facerecon.data import ict
+from facerecon.data.facescape import TU_LANDMARKS, TU_VERTEX_COUNT
+from facerecon.data.layout import scan_name
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -27,11 +37,12 @@ CONFIGS = [str(REPO / "config.yaml"), str(REPO / "tests/configs/tiny.yaml")]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, configs: list[str] = CONFIGS) -> str:
+def snakemake(workdir: Path, *args: str, configs: list[str] = CONFIGS,
+              env: dict[str, str] = ENV) -> str:
     """Run snakemake from the repository on ``workdir``; return its output, fail loudly."""
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow/Snakefile"), *args, "-d", str(workdir),
            "--cores", "2", "--configfile", *configs]
-    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, check=False)
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout + result.stderr
 
@@ -107,3 +118,112 @@ def test_unknown_method_in_config_fails_with_its_name(tmp_path: Path) -> None:
     result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, check=False)
     assert result.returncode != 0
     assert "no_such_method" in result.stdout + result.stderr
+
+
+def overlay(tmp_path: Path, data: dict) -> list[str]:
+    """config.yaml, the tiny config and ``data`` on top, as --configfile arguments."""
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return [*CONFIGS, str(path)]
+
+
+def test_ict_dataset_runs_end_to_end(tmp_path: Path) -> None:
+    model = REPO.parent / "shared/ict-facekit/ict_facekit.npz"
+    split = {"train_subjects": [1, 2], "test_subjects": [3], "train_expressions": [1, 3],
+             "test_expressions": [5]}
+    configs = overlay(tmp_path, {"dataset": "ict", "ict": {"model": str(model), "subjects": 3,
+                                                            "split": split}})
+    snakemake(tmp_path, "results/table1.csv", configs=configs)
+    table = pd.read_csv(tmp_path / "results/table1.csv")
+    assert all(math.isfinite(v) for v in table["chamfer_mm"])
+    assert (tmp_path / "results/ict/raw/3/models_reg/5_jaw_left.obj").is_file()
+    assert not (tmp_path / "results/synthetic").exists()
+
+
+class TokenHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder, only to requests that carry the expected bearer token."""
+
+    token = "s3cret-token-value"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            self.send_error(403)
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def tu_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real faces shaped like FaceScape TU meshes, zipped like facescape_trainset_*.zip.
+
+    ICT-FaceKit scans (subjects 1, 2; neutral and jaw_left) with their vertices
+    reordered so the 68 landmarks sit at the TU landmark indices, padded to the TU
+    vertex count by a small fan hidden inside the head (hole filling removes it).
+    """
+    model = ict.load_model(REPO.parent / "shared/ict-facekit/ict_facekit.npz")
+    surface = ict.ScanSurface.of(model)
+    path = tmp_path_factory.mktemp("tu") / "facescape_trainset_001_100.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for subject in (1, 2):
+            identity = ict.identity_vertices_cm(model, surface, 0, subject)
+            for expression in (1, 5):
+                mesh, landmarks = ict.make_scan(model, surface, identity, expression)
+                vertices, faces = tu_shaped(mesh, landmarks)
+                obj = trimesh.exchange.obj.export_obj(
+                    trimesh.Trimesh(vertices, faces, process=False), include_normals=False)
+                zf.writestr(f"facescape_trainset_001_100/{subject}/models_reg/"
+                            f"{scan_name(expression)}.obj", obj)
+    return path
+
+
+def tu_shaped(mesh: trimesh.Trimesh, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (TU_VERTEX_COUNT, 3) and faces of ``mesh`` with landmark i at TU_LANDMARKS[i]."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    landmark_vertex = [int(np.argmin(np.linalg.norm(vertices - p, axis=1))) for p in landmarks]
+    n_fan = TU_VERTEX_COUNT - len(vertices)
+    angles = np.linspace(0, 2 * np.pi, n_fan - 1, endpoint=False)
+    centre = vertices.mean(axis=0) - [0.0, 0.0, 30.0]
+    fan = centre + 5.0 * np.c_[np.cos(angles), np.sin(angles), np.zeros_like(angles)]
+    ring = len(vertices) + 1 + np.arange(n_fan - 1)
+    fan_faces = np.c_[np.full(n_fan - 1, len(vertices)), np.roll(ring, -1), ring]
+    vertices = np.vstack([vertices, centre, fan])
+    faces = np.vstack([faces, fan_faces])
+    new_index = np.full(len(vertices), -1)
+    new_index[landmark_vertex] = TU_LANDMARKS
+    free = np.setdiff1d(np.arange(len(vertices)), TU_LANDMARKS)
+    new_index[new_index < 0] = free
+    reordered = np.empty_like(vertices)
+    reordered[new_index] = vertices
+    return reordered, new_index[faces]
+
+
+def test_facescape_from_a_link_with_a_token(tmp_path: Path, tu_archive: Path) -> None:
+    """Download (token from the environment, signed link), import, train, table; the
+    secret and the link's signature appear in no file the workflow wrote."""
+    handler = functools.partial(TokenHandler, directory=str(tu_archive.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        signature = "Signature=abcdef0123456789"
+        url = f"http://127.0.0.1:{server.server_port}/{tu_archive.name}?{signature}"
+        split = {"train_subjects": [1], "test_subjects": [2], "train_expressions": [1, 5],
+                 "test_expressions": [5]}
+        configs = overlay(tmp_path, {"dataset": "facescape", "facescape": {
+            "urls": [url], "token_env": "FACESCAPE_TOKEN", "split": split}})
+        work = tmp_path / "work"
+        snakemake(work, "results/table1.csv", configs=configs,
+                  env={**ENV, "FACESCAPE_TOKEN": TokenHandler.token})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert math.isfinite(pd.read_csv(work / "results/table1.csv")["chamfer_mm"].iloc[0])
+    assert (work / "results/facescape/raw/2/models_reg/5_jaw_left.landmarks.txt").is_file()
+    for path in work.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            data = path.read_bytes()
+            assert TokenHandler.token.encode() not in data, path
+            assert signature.encode() not in data, path

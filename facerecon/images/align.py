@@ -20,7 +20,7 @@ the face's midline is x = 128. Canonical positions (crop pixels): eye centres
 Why landmarks 27-47 only: brows and mouth move with the expression (brow
 raiser, mouth stretch, smile) and the jaw line slides along the silhouette
 when the head turns. Measured on the astronaut photo (upright, rotated 12 and
--15 degrees) the eye centres land within 1.2 px of their canonical positions;
+-15 degrees) the eye centres land within 1.3 px of their canonical positions;
 fitting all of 17-67 (dlib's choice) leaves them 2.5-3.0 px off, and the
 5-point fit (eye centres, nose tip, mouth corners) 3.9-5.0 px off. The price:
 dlib moves its eye and nose points a little when the mouth opens wide, so an
@@ -212,6 +212,7 @@ def detect_landmarks(image: np.ndarray, source: str) -> tuple[np.ndarray, int, b
     found or two faces are of similar size (see module docstring).
     """
     detector, predictor = _dlib_models()
+    image = np.ascontiguousarray(image)
     shrink = min(1.0, DETECT_MAX_SIDE_PX / max(image.shape[:2]))
     small = image if shrink == 1.0 else np.ascontiguousarray(transform.rescale(
         image, shrink, channel_axis=-1, anti_aliasing=True, preserve_range=True
@@ -223,7 +224,7 @@ def detect_landmarks(image: np.ndarray, source: str) -> tuple[np.ndarray, int, b
         rects, scores, _ = detector.run(small, 1)
     if not rects:
         raise InputError(f"{source}: no face found by dlib's detector (also upsampled once)")
-    faces = sorted((rect for rect, score in zip(rects, scores)
+    faces = sorted((rect for rect, score in zip(rects, scores, strict=True)
                     if score >= WEAK_SCORE_RATIO * max(scores)),
                    key=lambda rect: rect.area(), reverse=True)
     if len(faces) > 1 and faces[1].area() >= AMBIGUOUS_AREA_RATIO * faces[0].area():

@@ -74,12 +74,11 @@ def overlay_figure(prepared: list[Path], scans: list[Path], out: Path,
     rows = math.ceil(len(prepared) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.5 * rows), squeeze=False)
     rng = np.random.default_rng(0)
-    for ax, folder, scan in zip(axes.ravel(), prepared, scans):
-        plot_panel(ax, folder, scan, n_points, rng)
+    for index, (folder, scan) in enumerate(zip(prepared, scans, strict=True)):
+        plot_panel(axes.ravel()[index], folder, scan, n_points, rng)
     for ax in axes.ravel()[len(prepared):]:
         ax.axis("off")
-    fig.suptitle("crop landmarks (red), scan vertices projected by the fitted camera (cyan)",
-                 fontsize=9)
+    fig.suptitle("red: crop landmarks; cyan: scan vertices, fitted camera", fontsize=9)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.95))
     with io.atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=120)

@@ -101,7 +101,8 @@ def prepare_scan(scan: str | os.PathLike, landmarks: str | os.PathLike,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m facerecon.images.prepare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scan", required=True, type=Path, help="scan mesh (OBJ/PLY), mm")
+    parser.add_argument("--scan", required=True, type=Path,
+                        help="scan mesh (OBJ/PLY), mm; rendered when --images-dir is not given")
     parser.add_argument("--landmarks", required=True, type=Path, help="68 landmarks, x y z in mm")
     parser.add_argument("--images-dir", type=Path,
                         help="FaceScape view folder (<view>.jpg + params.json); "

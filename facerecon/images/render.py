@@ -2,16 +2,21 @@
 
 Shading is Lambertian under an ambient term and three directional lights
 fixed to the camera (a key light from the upper left, a fill light from the
-right, a top light), with the mesh's per-vertex colours when it has them and
-a skin-like albedo otherwise; normals are interpolated from the vertices.
+right, a top light), with the mesh's per-vertex colours when it has them (PLY
+files keep them; :func:`facerecon.io.load_mesh` reads OBJs as geometry only)
+and a skin-like albedo otherwise; normals are interpolated from the vertices.
 Rays that hit the inside of the surface (through open eyes, an open mouth or
 the neck cut) see a dark interior, as cavities look in photographs. Each
 pixel averages ``supersample`` x ``supersample`` rays (antialiasing, so that
 landmark detectors see smooth edges).
 
 The default camera (:func:`portrait_camera`) sits on the +z axis of the scan
-frame, looks towards -z with the image's up along +y, 1 m from the face, with
-a focal length that makes the landmarks span half the image: a portrait.
+frame, looks towards -z with the image's up along +y, 3 m from the face (a
+telephoto portrait), with a focal length that makes the landmarks span half
+the image. At 3 m the head's depth changes the image scale by a few percent
+only, so the weak-perspective camera of section 2.1 fits a render to about
+0.3 px at the landmarks and 4 px at the back of the head's outline; at 1 m
+these were 0.8 px and 9 px (256-px crop).
 
 Example (writes ``DIR/0.png`` and ``DIR/params.json`` in FaceScape's format)::
 
@@ -33,7 +38,7 @@ from facerecon.images.camera import PinholeCamera
 from facerecon.images.views import PARAMS_FILE, write_params
 
 DEFAULT_SIZE_PX = 512
-DEFAULT_DISTANCE_MM = 1000.0
+DEFAULT_DISTANCE_MM = 3000.0
 #: Share of the image side spanned by the larger side of the landmarks' bounding box.
 LANDMARK_FILL = 0.5
 SKIN_ALBEDO = np.array([0.82, 0.62, 0.52])
@@ -126,7 +131,7 @@ def render(mesh: trimesh.Trimesh, camera: PinholeCamera, supersample: int = 2) -
 
 def render_view(mesh: trimesh.Trimesh, camera: PinholeCamera, out_dir: str | os.PathLike,
                 supersample: int = 2) -> Path:
-    """Render and write ``out_dir/0.png`` with ``out_dir/params.json`` (view "0"); returns the PNG."""
+    """Render, write ``out_dir/0.png`` and ``out_dir/params.json`` (view "0"); returns the PNG."""
     out_dir = Path(out_dir)
     image_path = out_dir / "0.png"
     save_image(image_path, render(mesh, camera, supersample))

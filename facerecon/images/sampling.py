@@ -12,11 +12,15 @@ Choices:
   bilinear taps it is continuous in the query point and differentiable w.r.t.
   ``uv`` almost everywhere (needed by eikonal and normal losses through the
   projection), and w.r.t. the feature map everywhere.
-- Borders: clamped. A tap outside the map reads the nearest border pixel
-  (``padding_mode="border"``), so a constant map gives that constant
-  everywhere, the weights need no renormalisation (``Z`` is the sum of the
-  nine weights) and the feature stays continuous as a point crosses the
-  border; points far outside read border values.
+- Borders: clamped. A tap outside the map reads the nearest border pixel, so
+  a constant map gives that constant everywhere, the weights need no
+  renormalisation (``Z`` is the sum of the nine weights) and the feature
+  stays continuous as a point crosses the border.
+- Computation: bilinear taps make eq. 1 one bilinear read of the map
+  correlated with the normalised 3x3 Gaussian (replicate padding): the same
+  value for every point inside the map, and 9x less memory than nine reads
+  (72 scans x 16,384 points x 256 channels x 9 taps would be 11 GB). A point
+  outside the map reads the blurred map's nearest border value.
 
 Coordinates are pixels of the map being sampled, centres at integers
 (``(0, 0)`` is the centre of the top-left pixel); :func:`rescale_pixels`
@@ -28,7 +32,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-_OFFSETS = torch.tensor([[du, dv] for dv in (-1.0, 0.0, 1.0) for du in (-1.0, 0.0, 1.0)])
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """(3, 3) float64 weights ``exp(-(du^2 + dv^2) / (2 sigma^2)) / Z``, rows dv, columns du."""
+    if sigma <= 0:
+        raise ValueError("sigma must be positive")
+    offsets = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    weights = torch.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2))
+    return weights / weights.sum()
 
 
 def gaussian_sample(feature_map: torch.Tensor, uv: torch.Tensor,
@@ -43,21 +54,18 @@ def gaussian_sample(feature_map: torch.Tensor, uv: torch.Tensor,
             or uv.shape[0] != feature_map.shape[0]:
         raise ValueError(f"expected feature_map (B, C, H, W) and uv (B, N, 2), got "
                          f"{tuple(feature_map.shape)} and {tuple(uv.shape)}")
-    height, width = feature_map.shape[-2:]
+    channels, height, width = feature_map.shape[1:]
     if height < 2 or width < 2:
         raise ValueError(f"feature map of {height}x{width} pixels: at least 2x2 needed")
-    if sigma <= 0:
-        raise ValueError("sigma must be positive")
-    offsets = _OFFSETS.to(device=uv.device, dtype=uv.dtype)
-    weights = torch.exp(-(offsets**2).sum(-1) / (2 * sigma**2))
-    weights = (weights / weights.sum()).to(feature_map.dtype)  # (9,), divided by Z
+    kernel = gaussian_kernel(sigma).to(feature_map)
+    blurred = F.conv2d(F.pad(feature_map, (1, 1, 1, 1), mode="replicate"),
+                       kernel.expand(channels, 1, 3, 3), groups=channels)  # (B, C, H, W)
     scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], dtype=uv.dtype,
                          device=uv.device)
-    taps = uv[:, :, None, :] + offsets  # (B, N, 9, 2) pixels
-    grid = (taps * scale - 1.0).to(feature_map.dtype)  # align_corners=True: -1, 1 = centres
-    values = F.grid_sample(feature_map, grid, mode="bilinear", padding_mode="border",
-                           align_corners=True)  # (B, C, N, 9)
-    return (values @ weights).transpose(1, 2)
+    grid = (uv * scale - 1.0).to(feature_map.dtype)[:, :, None, :]  # align_corners: -1, 1 = centres
+    values = F.grid_sample(blurred, grid, mode="bilinear", padding_mode="border",
+                           align_corners=True)  # (B, C, N, 1)
+    return values[..., 0].transpose(1, 2)
 
 
 def rescale_pixels(uv: torch.Tensor, from_size: tuple[int, int],

@@ -49,9 +49,10 @@ def _matrix(params: dict[str, Any], key: str, shape: tuple[int, int], path: Path
 
 
 def _positive_int(params: dict[str, Any], key: str, path: Path) -> int:
+    """``params[key]`` as a positive int (1920 and 1920.0 are accepted)."""
     value = params[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
-            or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not float(value).is_integer() or value <= 0:
         raise io.InputError(f"{path}: {key} must be a positive integer, found {value!r}")
     return int(value)
 

@@ -1,0 +1,112 @@
+"""Benchmark: rendering, alignment and the per-scan image preparation, on one core.
+
+Scans: an ICT-FaceKit head (identity seed 0, face + head/neck triangles, about
+22,000 faces) built from ``ict_facekit.npz``, and a synthetic scan
+(``facerecon.data.synthetic``, about 175,000 faces). For each: ray-cast
+renders at 256 px (1 ray a pixel) and 512 px (2x2 rays a pixel, the default),
+dlib alignment of the 512-px render (detection + 68 landmarks + warp, models
+already loaded), alignment with given landmarks, the weak-perspective fit, and
+the whole ``prepare_scan`` (render path) including file writes. Reports the
+median of ``--repeats`` runs.
+
+    python benchmarks/bench_render.py [--ict-npz PATH] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_to_one_core() -> int:
+    """Restrict this process (and threads started later) to its first allowed CPU."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def median_seconds(function: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ict-npz", type=Path,
+                        default=Path("/work/shared/ict-facekit/ict_facekit.npz"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    cpu = pin_to_one_core()
+    sys.path.insert(0, str(ROOT))
+
+    import numpy as np
+    import trimesh
+
+    from facerecon import io
+    from facerecon.data import layout
+    from facerecon.data.synthetic import build_subject
+    from facerecon.images import to_uint8
+    from facerecon.images.align import _dlib_models, align_image
+    from facerecon.images.camera import fit_weak_perspective
+    from facerecon.images.prepare import prepare_scan
+    from facerecon.images.render import portrait_camera, render
+
+    work = Path(tempfile.mkdtemp(prefix="bench_render_"))
+    with np.load(args.ict_npz) as model:
+        weights = np.random.default_rng(0).standard_normal(100).astype(np.float32)
+        vertices = (model["vertices_neutral"]
+                    + np.tensordot(weights, model["identity_deltas"], axes=1)) * 10.0
+        faces = model["faces"][(model["faces"] < 11248).all(axis=1)]
+        ict_obj = layout.scan_path(work / "ict", 0, 1)
+        io.save_mesh(trimesh.Trimesh(vertices, faces, process=False), ict_obj)
+        io.save_landmarks(layout.landmarks_path(work / "ict", 0, 1),
+                          vertices[model["landmarks68"]].astype(np.float64))
+    synthetic_obj = build_subject(work / "synthetic", 1, 0, [1])[0]
+    _dlib_models()
+
+    print(f"# bench_render on {platform.processor() or platform.machine()}, CPU {cpu} only, "
+          f"trimesh {trimesh.__version__}, ray backend "
+          f"{'embree' if trimesh.ray.has_embree else 'triangle'}\n")
+    print("| scan | faces | what | median |\n|---|---|---|---|")
+    for name, obj in (("ICT head", ict_obj), ("synthetic", synthetic_obj)):
+        mesh = io.load_mesh(obj)
+        landmarks = io.load_landmarks(obj.with_suffix(".landmarks.txt"))
+        camera_256, camera_512 = portrait_camera(landmarks, 256), portrait_camera(landmarks, 512)
+        image = to_uint8(render(mesh, camera_512))
+        given = camera_512.project(landmarks)
+        crop_landmarks = align_image(image, given).landmarks_px
+        rows = [
+            ("render 256 px, 1 ray/px", partial(render, mesh, camera_256, 1)),
+            ("render 512 px, 2x2 rays/px", partial(render, mesh, camera_512, 2)),
+            ("align, dlib (detect + 68 points + warp)", partial(align_image, image)),
+            ("align, given landmarks (warp)", partial(align_image, image, given)),
+            ("weak-perspective fit", partial(fit_weak_perspective, crop_landmarks, landmarks)),
+            ("prepare_scan (load, render, align, fit, write)",
+             partial(prepare_scan, obj, obj.with_suffix(".landmarks.txt"), work / "out" / name)),
+        ]
+        for what, function in rows:
+            seconds = median_seconds(function, args.repeats)
+            print(f"| {name} | {len(mesh.faces)} | {what} | {seconds * 1000:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
