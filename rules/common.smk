@@ -69,3 +69,10 @@ def metric_files(methods, scans):
     return [
         f"{DATA}/metrics/{m}/{s}/{e}.json" for m in methods for s, e in scans
     ]
+
+
+def scan_images_dir(wildcards):
+    """FaceScape's view folder of a scan when image archives are configured, else none."""
+    if CFG.dataset == "facescape" and CFG.facescape.images:
+        return f"{DATA}/raw/{wildcards.subject}/images/{wildcards.expression}"
+    return []

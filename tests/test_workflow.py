@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import math
 import os
 import re
@@ -58,7 +59,8 @@ def planned_jobs(output: str) -> dict[str, int]:
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("workflow")
     snakemake(work, "results/table1.csv", "results/table2.csv",
-              "results/figures/chamfer_by_expression.png")
+              "results/figures/chamfer_by_expression.png",
+              "results/figures/alignment_overlay.png")
     return work
 
 
@@ -77,8 +79,13 @@ def test_tables_have_the_contract_columns_and_finite_numbers(workdir: Path) -> N
         assert all(0 <= v <= 100 for v in table["fscore_1mm"])
         assert set(table["n_scans"]) == {1}
     assert (workdir / "results/table1.md").read_text().startswith("| method | dim |")
-    assert (workdir / "results/figures/chamfer_by_expression.png").stat().st_size > 1000
-    for rule in ("synthetic_scan", "preprocess", "sample", "train", "fit", "mesh", "evaluate"):
+    for figure in ("chamfer_by_expression.png", "alignment_overlay.png"):
+        assert (workdir / "results/figures" / figure).stat().st_size > 1000
+    camera = json.loads((workdir / "results/synthetic/images/3/3_mouth_stretch/camera.json")
+                        .read_text())
+    assert camera["reprojection_error_px"]["median"] < 2.0
+    for rule in ("synthetic_scan", "prepare_images", "preprocess", "sample", "train", "fit",
+                 "mesh", "evaluate"):
         assert any((workdir / "results/synthetic/logs" / rule).rglob("*.log")), rule
         assert any((workdir / "results/synthetic/benchmarks" / rule).rglob("*.tsv")), rule
 
