@@ -8,6 +8,8 @@ reads any such root the same way, so no later stage knows where scans came from.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +83,33 @@ class FaceDataset:
         if missing:
             shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
             raise InputError(f"{self.root}: {len(missing)} scan(s) missing: {shown}")
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every dataset builder takes (synthetic, ict): where, how many, which."""
+    parser.add_argument("--out", type=Path, required=True, help="dataset root folder")
+    parser.add_argument("--subjects", type=int, required=True, help="build subjects 1..N")
+    parser.add_argument("--seed", type=int, required=True, help="dataset seed (>= 0)")
+    parser.add_argument("--only", type=int, nargs="+", metavar="ID",
+                        help="build only these subject ids (each within 1..N)")
+    parser.add_argument("--expressions", type=int, nargs="+", metavar="K",
+                        help="FaceScape expression numbers (default: all 20)")
+
+
+def build_selection(parser: argparse.ArgumentParser, args: argparse.Namespace
+                    ) -> tuple[Sequence[int], list[int]]:
+    """Check the builder options (argparse errors) and return (subject ids, expressions)."""
+    if args.subjects < 1:
+        parser.error(f"--subjects must be at least 1, got {args.subjects}")
+    if args.seed < 0:
+        parser.error(f"--seed must be non-negative, got {args.seed}")
+    outside = [i for i in args.only or [] if not 1 <= i <= args.subjects]
+    if outside:
+        parser.error(f"--only ids {outside} are outside 1..{args.subjects} "
+                     f"(--subjects {args.subjects})")
+    unknown = [k for k in args.expressions or [] if k not in EXPRESSIONS]
+    if unknown:
+        parser.error(f"--expressions {unknown} are not FaceScape expression numbers (1..20)")
+    subjects = sorted(set(args.only)) if args.only else range(1, args.subjects + 1)
+    expressions = sorted(set(args.expressions)) if args.expressions else sorted(EXPRESSIONS)
+    return subjects, expressions

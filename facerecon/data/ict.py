@@ -47,7 +47,7 @@ import numpy as np
 import trimesh
 
 from facerecon import io
-from facerecon.data import archive, layout
+from facerecon.data import add_build_arguments, archive, build_selection, layout
 
 CM_TO_MM = 10.0
 NEUTRAL_OBJ = "generic_neutral_mesh.obj"
@@ -295,13 +295,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     build = commands.add_parser("build", help="build scans of random ICT identities")
     build.add_argument("--model", type=Path, required=True,
                        help="upstream FaceXModel/ folder or the packed .npz")
-    build.add_argument("--out", type=Path, required=True, help="dataset root folder")
-    build.add_argument("--subjects", type=int, required=True, help="build subjects 1..N")
-    build.add_argument("--seed", type=int, required=True, help="dataset seed (>= 0)")
-    build.add_argument("--only", type=int, nargs="+", metavar="ID",
-                       help="build only these subject ids (each within 1..N)")
-    build.add_argument("--expressions", type=int, nargs="+", metavar="K",
-                       help="FaceScape expression numbers (default: all 20)")
+    add_build_arguments(build)
     packer = commands.add_parser("pack", help="pack the upstream OBJ folder into one .npz")
     source = packer.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-dir", type=Path, help="upstream FaceXModel/ folder")
@@ -311,16 +305,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands.add_parser("recipes", help="print the expression recipes as a Markdown table")
     args = parser.parse_args(argv)
     if args.command == "build":
-        if args.subjects < 1:
-            parser.error(f"--subjects must be at least 1, got {args.subjects}")
-        if args.seed < 0:
-            parser.error(f"--seed must be non-negative, got {args.seed}")
-        outside = [i for i in args.only or [] if not 1 <= i <= args.subjects]
-        if outside:
-            parser.error(f"--only ids {outside} are outside 1..{args.subjects}")
-        unknown = [k for k in args.expressions or [] if k not in layout.EXPRESSIONS]
-        if unknown:
-            parser.error(f"--expressions {unknown} are not FaceScape expression numbers (1..20)")
+        args.subject_ids, args.expression_numbers = build_selection(build, args)
     return args
 
 
@@ -337,11 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         model = load_model(args.model)
         check_recipes(model, args.model)
-        subjects = sorted(set(args.only)) if args.only else range(1, args.subjects + 1)
-        expressions = (sorted(set(args.expressions)) if args.expressions
-                       else sorted(layout.EXPRESSIONS))
-        for subject_id in subjects:
-            build_subject(model, args.out, subject_id, args.seed, expressions)
+        for subject_id in args.subject_ids:
+            build_subject(model, args.out, subject_id, args.seed, args.expression_numbers)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from scipy.spatial import cKDTree
 from skimage import measure
 
 from facerecon import io
-from facerecon.data import layout
+from facerecon.data import add_build_arguments, build_selection, layout
 from facerecon.data._sdf_primitives import (
     Pts,
     ellipse_xz,
@@ -877,37 +877,14 @@ def build_subject(out_root: str | Path, subject_id: int, seed: int,
 # Command line
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+def main(argv: list[str] | None = None) -> None:
+    """Build the requested subjects, printing one line per scan."""
     parser = argparse.ArgumentParser(
         prog="python -m facerecon.data.synthetic",
         description="Build the procedural synthetic face dataset in FaceScape's layout.")
-    parser.add_argument("--out", type=Path, required=True, help="dataset root folder")
-    parser.add_argument("--subjects", type=int, required=True, help="build subjects 1..N")
-    parser.add_argument("--seed", type=int, required=True, help="dataset seed (>= 0)")
-    parser.add_argument("--only", type=int, nargs="+", metavar="ID",
-                        help="build only these subject ids (each within 1..N)")
-    parser.add_argument("--expressions", type=int, nargs="+", metavar="K",
-                        help="FaceScape expression numbers (default: all 20)")
+    add_build_arguments(parser)
     args = parser.parse_args(argv)
-    if args.subjects < 1:
-        parser.error(f"--subjects must be at least 1, got {args.subjects}")
-    if args.seed < 0:
-        parser.error(f"--seed must be non-negative, got {args.seed}")
-    outside = [i for i in args.only or [] if not 1 <= i <= args.subjects]
-    if outside:
-        parser.error(f"--only ids {outside} are outside 1..{args.subjects} "
-                     f"(--subjects {args.subjects})")
-    unknown = [k for k in args.expressions or [] if k not in layout.EXPRESSIONS]
-    if unknown:
-        parser.error(f"--expressions {unknown} are not FaceScape expression numbers (1..20)")
-    return args
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Build the requested subjects, printing one line per scan."""
-    args = _parse_args(argv)
-    subjects = sorted(set(args.only)) if args.only else range(1, args.subjects + 1)
-    expressions = sorted(set(args.expressions)) if args.expressions else sorted(layout.EXPRESSIONS)
+    subjects, expressions = build_selection(parser, args)
     for subject_id in subjects:
         build_subject(args.out, subject_id, args.seed, expressions)
 
