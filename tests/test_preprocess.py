@@ -428,3 +428,32 @@ def test_ict_scan_with_open_mouth_gets_one_sheet_covering_the_mouth(tmp_path):
     # ... where the scan itself has the mouth socket behind the opening
     raw = trimesh.Trimesh(apply_transform(result.transform, mesh.vertices), mesh.faces)
     assert (vertical_hits(raw.vertices, raw.faces, across) >= 2).all()
+
+
+def test_preprocess_cli_names_a_missing_landmark_file(scan_files, tmp_path):
+    scan, _ = scan_files
+    missing = tmp_path / "absent.landmarks.txt"
+    result = run_module("facerecon.preprocess", *preprocess_args(scan, missing, tmp_path))
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "not found" in result.stderr
+
+
+def test_non_manifold_edges_still_give_one_sheet(head, tmp_path):
+    """Fins sharing an edge with the face (three faces on one edge) are scanner debris:
+    the sheet is rebuilt from what is visible, so one oriented sheet still comes out."""
+    vertices, faces = np.asarray(head.vertices), np.asarray(head.faces)
+    front = np.argsort(vertices[:, 2])[-200:]  # vertices near the nose tip
+    fins = [f for f in faces if np.isin(f, front).sum() == 3][:10]
+    extra = [len(vertices) + i for i in range(len(fins))]
+    apex = np.array([vertices[f].mean(axis=0) + [0.0, 0.0, 2.0] for f in fins])
+    fin_faces = [[f[0], f[1], e] for f, e in zip(fins, extra, strict=True)]
+    mesh = trimesh.Trimesh(np.vstack([vertices, apex]), np.vstack([faces, fin_faces]),
+                           process=False)
+    edges = np.sort(mesh.edges, axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert (counts > 2).any()  # really non-manifold
+    result = preprocess.preprocess_scan(np.asarray(mesh.vertices), np.asarray(mesh.faces),
+                                        head_landmarks(head))
+    assert result.stats["boundary_loops"] == 1
+    sheet = trimesh.Trimesh(result.vertices_mm, result.faces, process=False)
+    assert sheet.is_winding_consistent and len(sheet.split(only_watertight=False)) == 1
