@@ -34,6 +34,7 @@ import trimesh
 
 from facerecon import io
 from facerecon.images import save_image
+from facerecon.images.albedo import eyeball_colour, eyeballs, painted_albedo
 from facerecon.images.camera import PinholeCamera
 from facerecon.images.views import PARAMS_FILE, write_params
 
@@ -44,6 +45,8 @@ LANDMARK_FILL = 0.5
 SKIN_ALBEDO = np.array([0.82, 0.62, 0.52])
 BACKGROUND = np.array([0.42, 0.45, 0.50])
 AMBIENT = 0.25
+OCCLUSION_RAYS = 32
+OCCLUSION_REACH_MM = 30.0
 INTERIOR = 0.05  #: brightness factor of surfaces seen from inside
 #: (direction towards the light in camera axes (x right, y down, z forward), intensity)
 LIGHTS: tuple[tuple[tuple[float, float, float], float], ...] = (
@@ -101,7 +104,60 @@ def vertex_albedo(mesh: trimesh.Trimesh) -> np.ndarray:
     return np.broadcast_to(SKIN_ALBEDO, (len(mesh.vertices), 3))
 
 
-def render(mesh: trimesh.Trimesh, camera: PinholeCamera, supersample: int = 2) -> np.ndarray:
+def _hemisphere_directions(count: int) -> np.ndarray:
+    """(count, 3) cosine-weighted directions about +z (a Fibonacci spiral, deterministic)."""
+    index = np.arange(count) + 0.5
+    radius = np.sqrt(index / count)
+    angle = index * np.pi * (3.0 - np.sqrt(5.0))
+    return np.column_stack([radius * np.cos(angle), radius * np.sin(angle),
+                            np.sqrt(1.0 - radius**2)])
+
+
+def vertex_openness(mesh: trimesh.Trimesh, vertex_ids: np.ndarray | None = None,
+                    rays_per_vertex: int = OCCLUSION_RAYS,
+                    reach_mm: float = OCCLUSION_REACH_MM) -> np.ndarray:
+    """(V,) share of each vertex's cosine-weighted hemisphere not blocked within ``reach_mm``.
+
+    Ambient occlusion: about 1 on open surface, small in the nostrils, the
+    mouth's inside, the creases of the ears and under the chin. Computed for
+    ``vertex_ids`` only (default all; the others get 1), then averaged once
+    with the computed neighbours of each vertex, against sampling noise.
+    """
+    vertex_ids = np.arange(len(mesh.vertices)) if vertex_ids is None else np.asarray(vertex_ids)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)[vertex_ids]
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64)[vertex_ids]
+    pattern = _hemisphere_directions(rays_per_vertex)
+    # an orthonormal frame per vertex, turned by a per-vertex angle against banding
+    helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    tangent = np.cross(normals, helper)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+    bitangent = np.cross(normals, tangent)
+    turn = np.random.default_rng(0).uniform(0.0, 2 * np.pi, len(vertices))
+    cos, sin = np.cos(turn)[:, None], np.sin(turn)[:, None]
+    tangent, bitangent = cos * tangent + sin * bitangent, cos * bitangent - sin * tangent
+    directions = (pattern[None, :, 0, None] * tangent[:, None] + pattern[None, :, 1, None]
+                  * bitangent[:, None] + pattern[None, :, 2, None] * normals[:, None])
+    directions = directions.reshape(-1, 3)
+    origins = np.repeat(vertices + 1e-3 * reach_mm * normals, rays_per_vertex, axis=0)
+    _, rays, locations = mesh.ray.intersects_id(origins, directions, multiple_hits=False,
+                                                return_locations=True)
+    blocked = np.zeros(len(directions), dtype=bool)
+    blocked[rays] = np.linalg.norm(locations - origins[rays], axis=1) < reach_mm
+    computed = np.zeros(len(mesh.vertices), dtype=bool)
+    computed[vertex_ids] = True
+    openness = np.ones(len(mesh.vertices))
+    openness[vertex_ids] = 1.0 - blocked.reshape(len(vertices), rays_per_vertex).mean(axis=1)
+    edges = np.asarray(mesh.edges_unique)
+    edges = edges[computed[edges].all(axis=1)]
+    total, count = openness * computed, computed.astype(np.float64)
+    for a, b in (edges.T, edges.T[::-1]):
+        total += np.bincount(a, weights=openness[b], minlength=len(openness))
+        count += np.bincount(a, minlength=len(openness))
+    return np.where(computed, total / np.maximum(count, 1.0), 1.0)
+
+
+def render(mesh: trimesh.Trimesh, camera: PinholeCamera, supersample: int = 2,
+           landmarks_mm: np.ndarray | None = None, occlusion: bool = True) -> np.ndarray:
     """Shaded image (H, W, 3) float in [0, 1] of ``mesh`` (scan frame, mm) seen by ``camera``."""
     if supersample < 1:
         raise ValueError("supersample must be at least 1")
@@ -113,18 +169,48 @@ def render(mesh: trimesh.Trimesh, camera: PinholeCamera, supersample: int = 2) -
     barycentric = trimesh.triangles.points_to_barycentric(mesh.triangles[triangles], locations)
     normals = np.einsum("nk,nkd->nd", barycentric, np.asarray(mesh.vertex_normals)[faces])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    albedo = np.einsum("nk,nkd->nd", barycentric, vertex_albedo(mesh)[faces])
+    if mesh.visual.kind == "vertex" or landmarks_mm is None:
+        albedo = np.einsum("nk,nkd->nd", barycentric, vertex_albedo(mesh)[faces])
+    else:
+        albedo = painted_albedo(locations, landmarks_mm)
 
-    shading = np.full(len(rays), AMBIENT)
+    lights = []
     for direction_camera, intensity in LIGHTS:
         towards_light = camera.rotation.T @ np.asarray(direction_camera)
-        towards_light /= np.linalg.norm(towards_light)
-        shading += intensity * np.clip(normals @ towards_light, 0.0, None)
+        lights.append((towards_light / np.linalg.norm(towards_light), intensity))
+
+    def lambert(normals: np.ndarray) -> np.ndarray:
+        shading = np.full(len(normals), AMBIENT)
+        for towards_light, intensity in lights:
+            shading += intensity * np.clip(normals @ towards_light, 0.0, None)
+        return shading
+
+    shading = lambert(normals)
+    if occlusion:
+        openness = np.einsum("nk,nk->n", barycentric, vertex_openness(mesh, np.unique(faces))[faces])
+        shading *= openness
     inside = np.einsum("nd,nd->n", mesh.face_normals[triangles], directions[rays]) > 0
     shading[inside] = INTERIOR
 
     colours = np.tile(BACKGROUND, (len(directions), 1))
     colours[rays] = albedo * shading[:, None]
+    if landmarks_mm is not None:
+        # rays through open eyes, which would see the inside of the head, see eyeballs
+        distance = np.full(len(directions), np.inf)
+        distance[rays] = np.linalg.norm(locations - origin, axis=1)
+        through = np.zeros(len(directions), dtype=bool)
+        through[rays] = inside
+        for centre, radius, gaze in eyeballs(landmarks_mm):
+            offset = origin - centre
+            along = directions @ offset
+            discriminant = along**2 - (offset @ offset - radius**2)
+            hit = np.full(len(directions), np.inf)
+            ok = discriminant > 0
+            hit[ok] = -along[ok] - np.sqrt(discriminant[ok])
+            seen = np.flatnonzero(through & (hit > 0) & (hit < distance))
+            points = origin + hit[seen, None] * directions[seen]
+            colours[seen] = eyeball_colour(points, centre, radius, gaze) * \
+                lambert((points - centre) / radius)[:, None]
     image = colours.reshape(camera.height_px, camera.width_px, supersample**2, 3).mean(axis=2)
     return np.clip(image, 0.0, 1.0)
 
