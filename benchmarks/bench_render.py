@@ -1,13 +1,14 @@
 """Benchmark: rendering, alignment and the per-scan image preparation, on one core.
 
-Scans: an ICT-FaceKit head (identity seed 0, face + head/neck triangles, about
-22,000 faces) built from ``ict_facekit.npz``, and a synthetic scan
-(``facerecon.data.synthetic``, about 175,000 faces). For each: ray-cast
-renders at 256 px (1 ray a pixel) and 512 px (2x2 rays a pixel, the default),
-dlib alignment of the 512-px render (detection + 68 landmarks + warp, models
-already loaded), alignment with given landmarks, the weak-perspective fit, and
-the whole ``prepare_scan`` (render path) including file writes. Reports the
-median of ``--repeats`` runs.
+Scans: an ICT-FaceKit scan (``facerecon.data.ict``: dataset seed 0, subject 1,
+neutral; about 26,000 faces) built from ``ict_facekit.npz``, and a synthetic
+scan (``facerecon.data.synthetic``, about 175,000 faces). For each: ray-cast
+renders at 256 px (1 ray a pixel) and 512 px (2x2 rays a pixel, the default)
+with the painted features, eyeballs and ambient occlusion, the 512-px render
+without them, dlib alignment of the 512-px render (detection + 68 landmarks +
+warp, models already loaded), alignment with given landmarks, the robust
+weak-perspective fit, and the whole ``prepare_scan`` (render path) including
+file writes. Reports the median of ``--repeats`` runs.
 
     python benchmarks/bench_render.py [--ict-npz PATH] [--repeats 5]
 """
@@ -58,11 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     cpu = pin_to_one_core()
     sys.path.insert(0, str(ROOT))
 
-    import numpy as np
     import trimesh
 
     from facerecon import io
-    from facerecon.data import layout
+    from facerecon.data import ict
     from facerecon.data.synthetic import build_subject
     from facerecon.images import to_uint8
     from facerecon.images.align import _dlib_models, align_image
@@ -71,15 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     from facerecon.images.render import portrait_camera, render
 
     work = Path(tempfile.mkdtemp(prefix="bench_render_"))
-    with np.load(args.ict_npz) as model:
-        weights = np.random.default_rng(0).standard_normal(100).astype(np.float32)
-        vertices = (model["vertices_neutral"]
-                    + np.tensordot(weights, model["identity_deltas"], axes=1)) * 10.0
-        faces = model["faces"][(model["faces"] < 11248).all(axis=1)]
-        ict_obj = layout.scan_path(work / "ict", 0, 1)
-        io.save_mesh(trimesh.Trimesh(vertices, faces, process=False), ict_obj)
-        io.save_landmarks(layout.landmarks_path(work / "ict", 0, 1),
-                          vertices[model["landmarks68"]].astype(np.float64))
+    ict_obj = ict.build_subject(ict.load_model(args.ict_npz), work / "ict", 1, 0, [1])[0]
     synthetic_obj = build_subject(work / "synthetic", 1, 0, [1])[0]
     _dlib_models()
 
@@ -91,12 +83,14 @@ def main(argv: list[str] | None = None) -> None:
         mesh = io.load_mesh(obj)
         landmarks = io.load_landmarks(obj.with_suffix(".landmarks.txt"))
         camera_256, camera_512 = portrait_camera(landmarks, 256), portrait_camera(landmarks, 512)
-        image = to_uint8(render(mesh, camera_512))
+        image = to_uint8(render(mesh, camera_512, landmarks_mm=landmarks))
         given = camera_512.project(landmarks)
         crop_landmarks = align_image(image, given).landmarks_px
         rows = [
-            ("render 256 px, 1 ray/px", partial(render, mesh, camera_256, 1)),
-            ("render 512 px, 2x2 rays/px", partial(render, mesh, camera_512, 2)),
+            ("render 256 px, 1 ray/px", partial(render, mesh, camera_256, 1, landmarks)),
+            ("render 512 px, 2x2 rays/px", partial(render, mesh, camera_512, 2, landmarks)),
+            ("render 512 px, unpainted, no occlusion",
+             partial(render, mesh, camera_512, 2, None, False)),
             ("align, dlib (detect + 68 points + warp)", partial(align_image, image)),
             ("align, given landmarks (warp)", partial(align_image, image, given)),
             ("weak-perspective fit", partial(fit_weak_perspective, crop_landmarks, landmarks)),

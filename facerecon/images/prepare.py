@@ -2,10 +2,13 @@
 
 The view is the most frontal valid view of a FaceScape view folder
 (``--images-dir``, with ``params.json``) aligned with dlib, or, without one, a
-frontal render of the scan (:mod:`facerecon.images.render`) aligned with the
-exact 2D landmarks: the scan's 3D landmarks projected by the render's known
-camera (method ``given``). The weak-perspective camera is then fitted from the
-crop's 68 landmarks and the scan's 68 3D landmarks (least squares).
+frontal render of the scan (:mod:`facerecon.images.render`, its features
+painted from its landmarks) aligned with the exact 2D landmarks: the scan's 3D
+landmarks projected by the render's known camera (method ``given``). The
+weak-perspective camera is then fitted from the crop's 68 landmarks and the
+scan's 68 3D landmarks by robust least squares (Huber loss, see
+:func:`facerecon.images.camera.fit_weak_perspective`); ``reprojection_error_px``
+is the distance of every projected 3D landmark from its crop landmark.
 
 Writes, atomically:
 
@@ -69,7 +72,7 @@ def _from_render(scan: Path, landmarks_mm: np.ndarray,
                  size_px: int) -> tuple[Alignment, dict[str, Any]]:
     """Render the scan frontally and align it with its exactly projected landmarks."""
     camera = portrait_camera(landmarks_mm, size_px)
-    image = to_uint8(render(io.load_mesh(scan), camera))
+    image = to_uint8(render(io.load_mesh(scan), camera, landmarks_mm=landmarks_mm))
     alignment = align_image(image, camera.project(landmarks_mm), source=f"render of {scan}")
     return alignment, {"source": "render", "view": "0", **_view_camera(camera)}
 

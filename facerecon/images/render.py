@@ -2,13 +2,26 @@
 
 Shading is Lambertian under an ambient term and three directional lights
 fixed to the camera (a key light from the upper left, a fill light from the
-right, a top light), with the mesh's per-vertex colours when it has them (PLY
-files keep them; :func:`facerecon.io.load_mesh` reads OBJs as geometry only)
-and a skin-like albedo otherwise; normals are interpolated from the vertices.
-Rays that hit the inside of the surface (through open eyes, an open mouth or
-the neck cut) see a dark interior, as cavities look in photographs. Each
-pixel averages ``supersample`` x ``supersample`` rays (antialiasing, so that
-landmark detectors see smooth edges).
+right, a top light), times the ambient occlusion of the surface
+(:func:`vertex_openness`: nostrils, the inside of the mouth, creases and the
+underside of the chin are darker, as in photographs); normals are
+interpolated from the vertices. Albedo: the mesh's per-vertex colours when it
+has them (PLY files keep them; :func:`facerecon.io.load_mesh` reads OBJs as
+geometry only); otherwise, given the scan's 68 landmarks, skin with eyebrows,
+lips, lashes and a dark mouth inside painted where the landmarks put them
+(:mod:`facerecon.images.albedo`), and plain skin without landmarks. Rays that
+hit the inside of the surface (through an open mouth or the neck cut) see a
+dark interior; through open eye holes (ICT-FaceKit's scan surface has no
+eyeballs) they see eyeballs placed behind the eye contours, when the
+landmarks are given. Each pixel averages ``supersample`` x ``supersample``
+rays (antialiasing, so that landmark detectors see smooth edges).
+
+Why paint: on plain grey renders of 12 ICT-FaceKit scans (``facerecon.data.ict``,
+seed 0, subjects 1-12, assorted expressions) dlib put the brows about 7 px
+(6 mm) below the scans' brow landmarks, guessing them from the brow ridge's
+shading, and agreed with the 68 landmarks to per-render medians of
+2.4-4.3 px (256-px crop); painted, with occlusion and eyeballs, 1.8-3.0 px
+(``tests/test_images_scans.py`` checks six of them).
 
 The default camera (:func:`portrait_camera`) sits on the +z axis of the scan
 frame, looks towards -z with the image's up along +y, 3 m from the face (a
@@ -34,7 +47,7 @@ import trimesh
 
 from facerecon import io
 from facerecon.images import save_image
-from facerecon.images.albedo import eyeball_colour, eyeballs, painted_albedo
+from facerecon.images.albedo import SKIN, eyeball_colour, eyeballs, painted_albedo
 from facerecon.images.camera import PinholeCamera
 from facerecon.images.views import PARAMS_FILE, write_params
 
@@ -42,12 +55,11 @@ DEFAULT_SIZE_PX = 512
 DEFAULT_DISTANCE_MM = 3000.0
 #: Share of the image side spanned by the larger side of the landmarks' bounding box.
 LANDMARK_FILL = 0.5
-SKIN_ALBEDO = np.array([0.82, 0.62, 0.52])
 BACKGROUND = np.array([0.42, 0.45, 0.50])
 AMBIENT = 0.25
-OCCLUSION_RAYS = 32
-OCCLUSION_REACH_MM = 30.0
 INTERIOR = 0.05  #: brightness factor of surfaces seen from inside
+OCCLUSION_RAYS = 32  #: ambient-occlusion rays per vertex
+OCCLUSION_REACH_MM = 30.0  #: surfaces farther than this do not occlude
 #: (direction towards the light in camera axes (x right, y down, z forward), intensity)
 LIGHTS: tuple[tuple[tuple[float, float, float], float], ...] = (
     ((-0.5, -0.6, -1.0), 0.55),
@@ -98,10 +110,10 @@ def _pixel_rays(camera: PinholeCamera, supersample: int) -> tuple[np.ndarray, np
 
 
 def vertex_albedo(mesh: trimesh.Trimesh) -> np.ndarray:
-    """(V, 3) albedo in [0, 1]: the mesh's vertex colours, else :data:`SKIN_ALBEDO`."""
+    """(V, 3) albedo in [0, 1]: the mesh's vertex colours, else plain skin (``albedo.SKIN``)."""
     if mesh.visual.kind == "vertex":
         return np.asarray(mesh.visual.vertex_colors, dtype=np.float64)[:, :3] / 255.0
-    return np.broadcast_to(SKIN_ALBEDO, (len(mesh.vertices), 3))
+    return np.broadcast_to(SKIN, (len(mesh.vertices), 3))
 
 
 def _hemisphere_directions(count: int) -> np.ndarray:
@@ -156,9 +168,27 @@ def vertex_openness(mesh: trimesh.Trimesh, vertex_ids: np.ndarray | None = None,
     return np.where(computed, total / np.maximum(count, 1.0), 1.0)
 
 
+def _sphere_hits(origin: np.ndarray, directions: np.ndarray, centre: np.ndarray,
+                 radius: float) -> np.ndarray:
+    """(N,) distance along each unit ray from ``origin`` to a sphere's near side; inf if missed."""
+    offset = origin - centre
+    along = directions @ offset
+    discriminant = along**2 - (offset @ offset - radius**2)
+    distance = np.full(len(directions), np.inf)
+    hit = discriminant > 0
+    distance[hit] = -along[hit] - np.sqrt(discriminant[hit])
+    distance[distance <= 0] = np.inf
+    return distance
+
+
 def render(mesh: trimesh.Trimesh, camera: PinholeCamera, supersample: int = 2,
            landmarks_mm: np.ndarray | None = None, occlusion: bool = True) -> np.ndarray:
-    """Shaded image (H, W, 3) float in [0, 1] of ``mesh`` (scan frame, mm) seen by ``camera``."""
+    """Shaded image (H, W, 3) float in [0, 1] of ``mesh`` (scan frame, mm) seen by ``camera``.
+
+    ``landmarks_mm`` (68, 3), the scan's landmarks, turn on the painted face
+    features (meshes without vertex colours) and the eyeballs seen through
+    open eyes; ``occlusion`` the ambient occlusion (see the module docstring).
+    """
     if supersample < 1:
         raise ValueError("supersample must be at least 1")
     origin, directions = _pixel_rays(camera, supersample)
@@ -187,40 +217,35 @@ def render(mesh: trimesh.Trimesh, camera: PinholeCamera, supersample: int = 2,
 
     shading = lambert(normals)
     if occlusion:
-        openness = np.einsum("nk,nk->n", barycentric, vertex_openness(mesh, np.unique(faces))[faces])
-        shading *= openness
+        openness = vertex_openness(mesh, np.unique(faces))
+        shading *= np.einsum("nk,nk->n", barycentric, openness[faces])
     inside = np.einsum("nd,nd->n", mesh.face_normals[triangles], directions[rays]) > 0
     shading[inside] = INTERIOR
-
     colours = np.tile(BACKGROUND, (len(directions), 1))
     colours[rays] = albedo * shading[:, None]
-    if landmarks_mm is not None:
-        # rays through open eyes, which would see the inside of the head, see eyeballs
-        distance = np.full(len(directions), np.inf)
-        distance[rays] = np.linalg.norm(locations - origin, axis=1)
-        through = np.zeros(len(directions), dtype=bool)
-        through[rays] = inside
+
+    if landmarks_mm is not None:  # rays through open eyes, which see the inside, see eyeballs
+        sees_inside = np.zeros(len(directions), dtype=bool)
+        sees_inside[rays[inside]] = True
+        surface_mm = np.full(len(directions), np.inf)
+        surface_mm[rays] = np.linalg.norm(locations - origin, axis=1)
         for centre, radius, gaze in eyeballs(landmarks_mm):
-            offset = origin - centre
-            along = directions @ offset
-            discriminant = along**2 - (offset @ offset - radius**2)
-            hit = np.full(len(directions), np.inf)
-            ok = discriminant > 0
-            hit[ok] = -along[ok] - np.sqrt(discriminant[ok])
-            seen = np.flatnonzero(through & (hit > 0) & (hit < distance))
-            points = origin + hit[seen, None] * directions[seen]
-            colours[seen] = eyeball_colour(points, centre, radius, gaze) * \
-                lambert((points - centre) / radius)[:, None]
+            distance = _sphere_hits(origin, directions, centre, radius)
+            seen = np.flatnonzero(sees_inside & (distance < surface_mm))
+            points = origin + distance[seen, None] * directions[seen]
+            colours[seen] = (eyeball_colour(points, centre, radius, gaze)
+                             * lambert((points - centre) / radius)[:, None])
+
     image = colours.reshape(camera.height_px, camera.width_px, supersample**2, 3).mean(axis=2)
     return np.clip(image, 0.0, 1.0)
 
 
 def render_view(mesh: trimesh.Trimesh, camera: PinholeCamera, out_dir: str | os.PathLike,
-                supersample: int = 2) -> Path:
+                supersample: int = 2, landmarks_mm: np.ndarray | None = None) -> Path:
     """Render, write ``out_dir/0.png`` and ``out_dir/params.json`` (view "0"); returns the PNG."""
     out_dir = Path(out_dir)
     image_path = out_dir / "0.png"
-    save_image(image_path, render(mesh, camera, supersample))
+    save_image(image_path, render(mesh, camera, supersample, landmarks_mm))
     write_params(out_dir / PARAMS_FILE, {"0": camera})
     return image_path
 
@@ -250,8 +275,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     mesh = io.load_mesh(args.scan)
-    camera = portrait_camera(io.load_landmarks(args.landmarks), args.size, args.distance_mm)
-    render_view(mesh, camera, args.out_dir, args.supersample)
+    landmarks = io.load_landmarks(args.landmarks)
+    camera = portrait_camera(landmarks, args.size, args.distance_mm)
+    render_view(mesh, camera, args.out_dir, args.supersample, landmarks)
 
 
 if __name__ == "__main__":
