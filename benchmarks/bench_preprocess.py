@@ -27,34 +27,17 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from _timing import pin_to_one_core, timed
+
 ROOT = Path(__file__).resolve().parents[1]
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def pin_to_one_core() -> int:
-    """Restrict this process (and threads started later) to its first allowed CPU."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
-    return cpu
 
 
-def timed(function: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median wall time (s) over ``repeats`` calls, and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def load_scan(args: argparse.Namespace):

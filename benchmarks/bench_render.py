@@ -16,38 +16,19 @@ file writes. Reports the median of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from _timing import pin_to_one_core, timed
+
 ROOT = Path(__file__).resolve().parents[1]
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def pin_to_one_core() -> int:
-    """Restrict this process (and threads started later) to its first allowed CPU."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
-    return cpu
 
 
-def median_seconds(function: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
              partial(prepare_scan, obj, obj.with_suffix(".landmarks.txt"), work / "out" / name)),
         ]
         for what, function in rows:
-            seconds = median_seconds(function, args.repeats)
+            seconds, _ = timed(function, args.repeats, warm_up=True)
             print(f"| {name} | {len(mesh.faces)} | {what} | {seconds * 1000:.1f} ms |")
 
 
