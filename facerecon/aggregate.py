@@ -1,8 +1,10 @@
 """Collect per-scan metrics and build the paper's tables (CSV plus Markdown beside it).
 
     python -m facerecon.aggregate collect --metrics M.json ... --out scans.csv
-    python -m facerecon.aggregate table1 --metrics M.json ... --methods-json JSON --out table1.csv
-    python -m facerecon.aggregate table2 --metrics M.json ... --methods-json JSON --out table2.csv
+    python -m facerecon.aggregate table1 --metrics M.json ... --methods-json JSON \
+        --dataset NAME --out results/NAME/table1.csv
+    python -m facerecon.aggregate table2 ... (the same for the ablation)
+    python -m facerecon.aggregate publish --table results/NAME/table1.csv --out results/table1.csv
 
 Metric files live at ``.../metrics/<method>/<subject>/<expression>.json`` (the
 workflow's layout): the path names the method, subject and expression.
@@ -76,13 +78,24 @@ def markdown(table: pd.DataFrame, columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: pd.DataFrame, columns: list[str], out: Path) -> None:
-    """Write the contract columns as CSV and, beside it, Markdown with the exact Chamfer too."""
+def write_table(table: pd.DataFrame, columns: list[str], out: Path, dataset: str) -> None:
+    """Write the contract columns as CSV and, beside it, Markdown naming the dataset, with
+    the exact Chamfer too."""
     write_text(out, table[columns].to_csv(index=False, float_format="%.6g"))
     md_columns = columns[:-1] + ["chamfer_p2s_mm", columns[-1]]
     note = ("\nchamfer_mm / fscore_1mm follow the protocol (150k samples, point-to-point, "
             "ICP); chamfer_p2s_mm is the exact point-to-surface Chamfer.\n")
-    write_text(out.with_suffix(".md"), markdown(table, md_columns) + note)
+    write_text(out.with_suffix(".md"),
+               markdown(table, md_columns) + f"\nDataset: {dataset}.\n" + note)
+
+
+def publish(table_csv: Path, out: Path) -> None:
+    """Copy a dataset's table (CSV and its Markdown) to the user's target ``out``."""
+    for source, target in ((table_csv, out), (table_csv.with_suffix(".md"),
+                                              out.with_suffix(".md"))):
+        if not source.is_file():
+            raise InputError(f"{source}: table not found")
+        write_text(target, source.read_text())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,14 +111,21 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--out", type=Path, required=True)
         if name != "collect":
             p.add_argument("--methods-json", required=True, help="row name -> description")
+            p.add_argument("--dataset", required=True, help="dataset name, for the Markdown")
+    p = sub.add_parser("publish", help="a dataset's table -> the user's results/<table>.csv")
+    p.add_argument("--table", type=Path, required=True, help="results/<dataset>/<table>.csv")
+    p.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.command == "publish":
+        publish(args.table, args.out)
+        return
     scans = collect(args.metrics)
     if args.command == "collect":
         write_text(args.out, scans.to_csv(index=False, float_format="%.6g"))
         return
     columns = TABLE1_COLUMNS if args.command == "table1" else TABLE2_COLUMNS
     table = summarise(scans, json.loads(args.methods_json))
-    write_table(table, columns, args.out)
+    write_table(table, columns, args.out, args.dataset)
     print(markdown(table, columns))
 
 

@@ -1,17 +1,21 @@
-"""SDF samples of a scan in memory, point draws for an optimisation step, torch set-up.
+"""SDF samples of a scan in memory, point draws, one optimisation step, torch set-up.
 
-Shared by training and fitting so both see the data the same way.
+Shared by training and fitting so both see the data, and take a step, the same way.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from facerecon.config import LossConfig
 from facerecon.io import InputError, load_npz
+from facerecon.models import Conditioning, Model
 
 SAMPLE_KEYS = (
     "surface_points",
@@ -54,6 +58,18 @@ def load_scan_samples(path: str | Path) -> ScanSamples:
     )
 
 
+def samples_digest(scans: list[ScanSamples]) -> str:
+    """SHA-256 over the scans' names, crop radius and sample arrays, in (subject,
+    expression) order: equal exactly when the training data are equal."""
+    digest = hashlib.sha256()
+    for scan in sorted(scans, key=lambda s: (s.subject, s.expression)):
+        digest.update(f"{scan.subject}/{scan.expression}/{scan.radius_mm!r};".encode())
+        for tensor in (scan.surface_points, scan.surface_normals, scan.space_points,
+                       scan.space_sdf):
+            digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def draw_points(
     scans: list[ScanSamples],
     points_per_scan: int,
@@ -79,6 +95,25 @@ def draw_points(
         parts["space_points"].append(scan.space_points[j])
         parts["space_sdf"].append(scan.space_sdf[j])
     return {k: torch.stack(v).to(device) for k, v in parts.items()}
+
+
+def optimisation_step(model: Model, batch: dict[str, torch.Tensor], cond: Conditioning,
+                      weights: LossConfig, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One step on the model's loss dict (training and fitting alike); returns the total
+    'loss' and each weighted term as floats."""
+    terms = model.get_loss_dict(batch, cond, weights)
+    loss = sum(terms.values())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--threads``, for every stage that runs torch (see :func:`setup_torch`)."""
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="torch device; 'auto' takes CUDA when present")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
 
 
 def setup_torch(device: str, threads: int, seed: int) -> torch.device:

@@ -3,13 +3,20 @@
 The dataclass defaults are the paper's / PROTOCOL.md's values; ``config.yaml``
 overrides them (smaller, for a CPU demo). The workflow's JSON schema
 (``workflow/schemas/config.schema.json``) is generated from these classes, so
-types, defaults and descriptions live in one place::
+types, bounds, defaults and descriptions live in one place::
 
     python -m facerecon.config --write-schema workflow/schemas/config.schema.json
 
 A *method* (a row of Table 1 or Table 2) is a name plus overrides of the
-``model``, ``train`` and ``fit`` sections: a baseline or an ablation is only a
-config entry.
+``model``, ``loss``, ``train`` and ``fit`` sections: a baseline or an ablation
+is only a config entry. Each registered model has its own config class, chosen
+by ``model.name``; its ``kind`` says how the workflow runs it ('implicit':
+train -> fit -> mesh; 'mesh': one fitting step writes the mesh).
+
+Every stage's command line takes the sections it reads as one JSON object
+(:func:`stage_json` writes it, :func:`add_config_arguments` /
+:func:`parse_config_arguments` read it); the same dataclasses also generate
+per-field flags for use by hand. This module is a leaf: standard library only.
 """
 
 from __future__ import annotations
@@ -20,16 +27,49 @@ import dataclasses
 import functools
 import inspect
 import json
+import math
 import textwrap
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from facerecon.data.layout import EXPRESSIONS, TEST_SUBJECTS, TRAIN_EXPRESSIONS, TRAIN_SUBJECTS
-from facerecon.io import InputError, write_text
+from facerecon.errors import InputError, run_cli
+from facerecon.layout import EXPRESSIONS, TEST_SUBJECTS, TRAIN_EXPRESSIONS, TRAIN_SUBJECTS
 
 T = TypeVar("T")
+MethodKind = Literal["implicit", "mesh"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Allowed range of a numeric field, written in its type: ``Annotated[int, Bounds(ge=1)]``."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+
+    def check(self, value: float, where: str) -> None:
+        """InputError naming ``where`` when ``value`` is out of range or not finite."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{where}: must be finite, got {value}")
+        if self.ge is not None and not value >= self.ge:
+            raise InputError(f"{where}: must be >= {self.ge:g}, got {value}")
+        if self.gt is not None and not value > self.gt:
+            raise InputError(f"{where}: must be > {self.gt:g}, got {value}")
+        if self.le is not None and not value <= self.le:
+            raise InputError(f"{where}: must be <= {self.le:g}, got {value}")
+
+    def schema(self) -> dict[str, float]:
+        """JSON-schema keywords of this range."""
+        out: dict[str, float] = {}
+        if self.ge is not None:
+            out["minimum"] = self.ge
+        if self.gt is not None:
+            out["exclusiveMinimum"] = self.gt
+        if self.le is not None:
+            out["maximum"] = self.le
+        return out
 
 
 @dataclass
@@ -50,9 +90,9 @@ class SplitConfig:
 class SyntheticConfig:
     """The built-in procedural dataset (no download, no licence)."""
 
-    subjects: int = 8
+    subjects: Annotated[int, Bounds(ge=1)] = 8
     """Number of synthetic subjects, named 1..subjects."""
-    seed: int = 0
+    seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of the identity parameters and the fine detail; the same seed builds the same files."""
     split: SplitConfig = field(default_factory=lambda: SplitConfig(
         train_subjects=[str(s) for s in range(1, 7)], test_subjects=["7", "8"]))
@@ -71,9 +111,9 @@ class IctConfig:
     """Upstream repository archive (the commit the packed copy was made from)."""
     sha256: str = ""
     """SHA-256 of the archive at `url`; checked when given."""
-    subjects: int = 12
+    subjects: Annotated[int, Bounds(ge=1)] = 12
     """Number of ICT identities, named 1..subjects."""
-    seed: int = 0
+    seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of the identity weights; the same seed builds the same files."""
     split: SplitConfig = field(default_factory=lambda: SplitConfig(
         train_subjects=[str(s) for s in range(1, 11)], test_subjects=["11", "12"]))
@@ -97,7 +137,7 @@ class FacescapeConfig:
     """HTTP header carrying that secret ('Authorization' sends 'Bearer <token>')."""
     images: list[str] = field(default_factory=list)
     """Multi-view image archives (fsmview_trainset_images_*.zip) or folders; optional."""
-    max_uncompressed_gb: float = 100.0
+    max_uncompressed_gb: Annotated[float, Bounds(gt=0)] = 100.0
     """Refuse any archive whose members add up to more than this."""
     split: SplitConfig = field(default_factory=SplitConfig)
     """Train / test split; defaults to ImFace's (355 train subjects, 10 test subjects)."""
@@ -107,9 +147,9 @@ class FacescapeConfig:
 class PreprocessConfig:
     """Rigid alignment, sphere crop and pseudo-watertight surface (ImFace protocol)."""
 
-    radius_mm: float = 100.0
+    radius_mm: Annotated[float, Bounds(gt=0)] = 100.0
     """Radius of the crop sphere; also the unit of the network's space (1 unit = radius_mm)."""
-    offset_mm: float = 40.0
+    offset_mm: Annotated[float, Bounds(ge=0)] = 40.0
     """Distance of the sphere centre behind the nose tip, along -z."""
     align: Literal["translate", "landmarks"] = "translate"
     """'translate': the scan is already in the canonical frame (FaceScape TU, synthetic);
@@ -122,61 +162,103 @@ class PreprocessConfig:
 class SamplingConfig:
     """SDF training samples drawn per preprocessed scan."""
 
-    surface_points: int = 235_000
+    surface_points: Annotated[int, Bounds(ge=1)] = 235_000
     """Points on the surface (SDF 0) with their normals."""
-    uniform_points: int = 15_000
+    uniform_points: Annotated[int, Bounds(ge=1)] = 15_000
     """Points uniform in the unit sphere with their signed distance and gradient."""
-    near_surface_points: int = 0
+    near_surface_points: Annotated[int, Bounds(ge=0)] = 0
     """Gaussian near-surface points (DeepSDF style), split evenly over `near_sigma_mm`."""
-    near_sigma_mm: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    near_sigma_mm: list[Annotated[float, Bounds(gt=0)]] = field(default_factory=lambda: [1.0, 5.0])
     """Standard deviations of the near-surface offsets."""
     backend: Literal["exact", "mesh_to_sdf"] = "exact"
     """'exact': BVH distances to the mesh; 'mesh_to_sdf': the mesh-to-sdf package."""
-    seed: int = 0
+    seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of the sample positions."""
 
 
 @dataclass
-class ModelConfig:
-    """Architecture of the conditional SDF network f(p, z_id, z_exp) -> s."""
+class ImplicitModelConfig:
+    """Conditional SDF network f(p, z_id, z_exp) -> s: one MLP or K local experts (eq. 2-6)."""
 
-    name: str = "implicit"
+    kind: ClassVar[MethodKind] = "implicit"
+
+    name: Literal["implicit"] = "implicit"
     """Model class in the registry (facerecon.models.MODELS)."""
-    id_dim: int = 128
+    id_dim: Annotated[int, Bounds(ge=1)] = 128
     """Size of the identity code z_id."""
-    exp_dim: int = 128
+    exp_dim: Annotated[int, Bounds(ge=1)] = 128
     """Size of the expression code z_exp."""
-    hidden_dim: int = 256
+    hidden_dim: Annotated[int, Bounds(ge=1)] = 256
     """Width of each hidden layer (of each expert, when experts > 1)."""
-    hidden_layers: int = 4
+    hidden_layers: Annotated[int, Bounds(ge=1)] = 4
     """Number of hidden layers of the decoder (of each expert)."""
-    pe_frequencies: int = 6
+    pe_frequencies: Annotated[int, Bounds(ge=0)] = 6
     """L of the Fourier positional encoding (paper eq. 4); 0 feeds raw xyz."""
-    experts: int = 1
+    experts: Annotated[int, Bounds(ge=1)] = 1
     """Local expert decoders blended by a gating network (paper eq. 6: 8); 1 is a single MLP."""
-    gate_hidden_dim: int = 64
+    gate_hidden_dim: Annotated[int, Bounds(ge=1)] = 64
     """Width of the two-layer gating network."""
-    image_features: bool = False
-    """Multi-scale image features f_img (paper section 2.1). Not implemented yet: must be false."""
+
+    @property
+    def latent_dim(self) -> int:
+        """Latent dimension reported in Table 1 (identity + expression)."""
+        return self.id_dim + self.exp_dim
+
+    @property
+    def components(self) -> dict[str, bool]:
+        """Which of the paper's components this model uses (Table 2's columns)."""
+        return {"multiscale": False, "local_experts": self.experts > 1}
+
+
+@dataclass
+class NearestTrainConfig:
+    """Memorisation floor: answer each test scan with the nearest training sheet after ICP."""
+
+    kind: ClassVar[MethodKind] = "mesh"
+
+    name: Literal["nearest_train"] = "nearest_train"
+    """Mesh-kind method in the registry (facerecon.models.MESH_METHODS)."""
+    samples: Annotated[int, Bounds(ge=100)] = 20_000
+    """Points sampled on each sheet for the ICP and the Chamfer that picks the nearest."""
+    seed: Annotated[int, Bounds(ge=0)] = 0
+    """Seed of those samples."""
+
+    @property
+    def latent_dim(self) -> int:
+        """No latent space: the answer is a stored training scan."""
+        return 0
+
+    @property
+    def components(self) -> dict[str, bool]:
+        """None of the paper's components."""
+        return {"multiscale": False, "local_experts": False}
+
+
+#: Every registered model's config class, by its ``name``; facerecon.models.MODELS has the
+#: same keys (a test checks it). A model section is parsed into the class its name selects.
+MODEL_CONFIGS: dict[str, type] = {"implicit": ImplicitModelConfig,
+                                  "nearest_train": NearestTrainConfig}
+ModelConfig = ImplicitModelConfig | NearestTrainConfig
+DEFAULT_MODEL = "implicit"
 
 
 @dataclass
 class LossConfig:
     """Loss weights (ImFace's values; smooth/entropy are the paper's eq. 9 and 10)."""
 
-    sdf: float = 3000.0
+    sdf: Annotated[float, Bounds(ge=0)] = 3000.0
     """L1 on predicted vs. true SDF (surface points: 0; space points: exact distance)."""
-    normal: float = 100.0
+    normal: Annotated[float, Bounds(ge=0)] = 100.0
     """1 - cos(grad f, n) on surface points (paper eq. 7)."""
-    eikonal: float = 50.0
+    eikonal: Annotated[float, Bounds(ge=0)] = 50.0
     """| |grad f| - 1 | on all points."""
-    embedding: float = 1.0e6
+    embedding: Annotated[float, Bounds(ge=0)] = 1.0e6
     """Gaussian prior on the codes: weight times mean(z^2) (paper eq. 8)."""
-    smooth: float = 0.0
+    smooth: Annotated[float, Bounds(ge=0)] = 0.0
     """Gating smoothness: weight times E||alpha(p) - alpha(p + delta)||^2 (paper eq. 9)."""
-    entropy: float = 0.0
+    entropy: Annotated[float, Bounds(ge=0)] = 0.0
     """Gating entropy: weight times E[-sum alpha log alpha] (paper eq. 10)."""
-    smooth_sigma: float = 0.01
+    smooth_sigma: Annotated[float, Bounds(gt=0)] = 0.01
     """Standard deviation of the neighbour offset delta for the smoothness term, in units."""
 
 
@@ -184,27 +266,27 @@ class LossConfig:
 class TrainConfig:
     """Auto-decoder training: decoder and codes are optimised jointly."""
 
-    epochs: int = 1500
+    epochs: Annotated[int, Bounds(ge=1)] = 1500
     """Passes over all training scans."""
-    scans_per_batch: int = 72
+    scans_per_batch: Annotated[int, Bounds(ge=1)] = 72
     """Scans in one optimisation step."""
-    points_per_scan: int = 16_384
+    points_per_scan: Annotated[int, Bounds(ge=1)] = 16_384
     """Points drawn per scan per step from the union of surface and space samples."""
-    surface_fraction: float = 0.5
+    surface_fraction: Annotated[float, Bounds(ge=0, le=1)] = 0.5
     """Share of the drawn points taken from the surface samples."""
-    lr: float = 1.0e-4
+    lr: Annotated[float, Bounds(gt=0)] = 1.0e-4
     """Adam learning rate of the decoder."""
-    code_lr: float = 1.0e-3
+    code_lr: Annotated[float, Bounds(gt=0)] = 1.0e-3
     """Adam learning rate of the latent codes."""
-    decay_start_epoch: int = 200
+    decay_start_epoch: Annotated[int, Bounds(ge=0)] = 200
     """Epoch after which the learning rate decays."""
-    decay_every_epochs: int = 10
+    decay_every_epochs: Annotated[int, Bounds(ge=1)] = 10
     """The learning rate is multiplied by `decay_factor` every this many epochs."""
-    decay_factor: float = 0.95
+    decay_factor: Annotated[float, Bounds(gt=0, le=1)] = 0.95
     """Step decay factor."""
-    checkpoint_every_epochs: int = 50
+    checkpoint_every_epochs: Annotated[int, Bounds(ge=1)] = 50
     """A resumable checkpoint is written this often (and at the end)."""
-    seed: int = 0
+    seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of weights, codes and batches."""
 
 
@@ -212,15 +294,15 @@ class TrainConfig:
 class FitConfig:
     """Test-time fitting: decoder frozen, new codes per test scan."""
 
-    iterations: int = 1500
+    iterations: Annotated[int, Bounds(ge=1)] = 1500
     """Optimisation steps per scan."""
-    points_per_scan: int = 16_384
+    points_per_scan: Annotated[int, Bounds(ge=1)] = 16_384
     """Points drawn per step."""
-    lr: float = 1.0e-4
+    lr: Annotated[float, Bounds(gt=0)] = 1.0e-4
     """Adam learning rate of the codes (ImFace: 1e-4; DeepSDF: 5e-3)."""
     code_init: Literal["mean", "random"] = "mean"
     """'mean': start at the mean of the training codes (ImFace++); 'random': N(0, 0.01^2)."""
-    seed: int = 0
+    seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of the code initialisation and the point draws."""
 
 
@@ -228,11 +310,11 @@ class FitConfig:
 class MeshConfig:
     """Marching cubes on the fitted SDF."""
 
-    resolution: int = 256
+    resolution: Annotated[int, Bounds(ge=8)] = 256
     """Grid points per axis over [-1, 1]^3 (PROTOCOL: 256)."""
-    coarse_resolution: int = 64
+    coarse_resolution: Annotated[int, Bounds(ge=0)] = 64
     """Coarse pass: only cells near its zero level are evaluated at full resolution."""
-    chunk_points: int = 65_536
+    chunk_points: Annotated[int, Bounds(ge=1)] = 65_536
     """Points per network call (memory bound)."""
 
 
@@ -240,13 +322,13 @@ class MeshConfig:
 class EvaluateConfig:
     """Chamfer / F-score against the pseudo-watertight ground truth (PROTOCOL)."""
 
-    samples: int = 150_000
+    samples: Annotated[int, Bounds(ge=1)] = 150_000
     """Area-uniform samples per mesh."""
-    threshold_mm: float = 1.0
+    threshold_mm: Annotated[float, Bounds(gt=0)] = 1.0
     """F-score distance threshold."""
     icp: bool = True
     """Rigid ICP of the reconstruction to the ground truth before measuring."""
-    seed: int = 0
+    seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of the surface samples."""
 
 
@@ -254,8 +336,8 @@ class EvaluateConfig:
 class MethodConfig:
     """One row of a table: a model with its training and fitting settings."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """Architecture."""
+    model: ModelConfig = field(default_factory=ImplicitModelConfig)
+    """Architecture (its class is chosen by `name`)."""
     loss: LossConfig = field(default_factory=LossConfig)
     """Loss weights, shared by training and fitting."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -264,18 +346,20 @@ class MethodConfig:
     """Fitting schedule."""
 
     @property
+    def kind(self) -> MethodKind:
+        """'implicit' (train -> fit -> mesh) or 'mesh' (one fitting step writes the mesh)."""
+        return self.model.kind
+
+    @property
     def dim(self) -> int:
-        """Latent dimension reported in Table 1 (identity + expression)."""
-        return self.model.id_dim + self.model.exp_dim
+        """Latent dimension reported in Table 1."""
+        return self.model.latent_dim
 
     @property
     def ablation_flags(self) -> dict[str, bool]:
         """Which of the paper's components this method uses (Table 2 columns)."""
-        return {
-            "multiscale": self.model.image_features,
-            "local_experts": self.model.experts > 1,
-            "regularization": self.loss.smooth > 0 or self.loss.entropy > 0,
-        }
+        return {**self.model.components,
+                "regularization": self.loss.smooth > 0 or self.loss.entropy > 0}
 
 
 @dataclass
@@ -302,8 +386,8 @@ class WorkflowConfig:
     """Alignment, crop and hole filling."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """SDF samples."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """Model defaults of every method."""
+    model: ModelConfig = field(default_factory=ImplicitModelConfig)
+    """Model defaults of every method whose model has this `name`."""
     loss: LossConfig = field(default_factory=LossConfig)
     """Loss defaults of every method."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -343,9 +427,29 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def _model_class(value: Any, where: str) -> type:
+    """The config class a model section selects by its ``name``."""
+    name = value.get("name", DEFAULT_MODEL) if isinstance(value, dict) else None
+    if name not in MODEL_CONFIGS:
+        raise InputError(f"{where}.name: unknown model {name!r}; registered: "
+                         f"{sorted(MODEL_CONFIGS)}")
+    return MODEL_CONFIGS[name]
+
+
 def _check_value(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against a type hint, converting ints to floats where floats are due."""
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *extras = typing.get_args(hint)
+        value = _check_value(value, base, where)
+        for extra in extras:
+            if isinstance(extra, Bounds):
+                extra.check(value, where)
+        return value
+    if hint == ModelConfig:
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(_model_class(value, where), value, where)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise InputError(f"{where}: expected a mapping, got {value!r}")
@@ -372,9 +476,15 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are errors."""
-    hints = typing.get_type_hints(cls)
+    """Build dataclass ``cls`` from a mapping; unknown keys, wrong types and values out of
+    range are errors naming the key."""
+    hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
@@ -398,33 +508,20 @@ METHOD_SECTIONS = ("model", "loss", "train", "fit")
 
 
 def method_config(config: dict[str, Any], method: str) -> MethodConfig:
-    """Resolve one method: the global model/loss/train/fit sections plus its overrides."""
+    """Resolve one method: the shared model/loss/train/fit sections plus its overrides.
+
+    The shared ``model`` section applies only to methods of the same model ``name``:
+    a method of another model starts from that model's own defaults.
+    """
     methods = config.get("methods", {})
     if method not in methods:
         raise InputError(f"config: unknown method {method!r}; configured: {sorted(methods)}")
     overrides = methods[method] or {}
-    base = {s: config.get(s, {}) for s in METHOD_SECTIONS}
-    cfg = from_dict(MethodConfig, deep_merge(base, overrides), f"config.methods.{method}")
-    validate_method(cfg, method)
-    return cfg
-
-
-def validate_method(cfg: MethodConfig, method: str) -> None:
-    """Reject settings the code cannot run, with the method's name in the message."""
-    from facerecon.models import MODELS  # local import: torch is heavy
-
-    if cfg.model.name not in MODELS:
-        raise InputError(
-            f"config.methods.{method}.model.name: unknown model {cfg.model.name!r}; "
-            f"registered: {sorted(MODELS)}"
-        )
-    if cfg.model.image_features:
-        raise InputError(
-            f"config.methods.{method}.model.image_features: the multi-scale image branch "
-            "is not implemented yet; set it to false"
-        )
-    if cfg.model.experts < 1:
-        raise InputError(f"config.methods.{method}.model.experts: must be >= 1")
+    base = {s: config.get(s) or {} for s in METHOD_SECTIONS}
+    own_name = (overrides.get("model") or {}).get("name", base["model"].get("name", DEFAULT_MODEL))
+    if own_name != base["model"].get("name", DEFAULT_MODEL):
+        base["model"] = {}
+    return from_dict(MethodConfig, deep_merge(base, overrides), f"config.methods.{method}")
 
 
 def load_workflow_config(config: dict[str, Any]) -> WorkflowConfig:
@@ -441,6 +538,9 @@ def load_workflow_config(config: dict[str, Any]) -> WorkflowConfig:
     overlap = set(cfg.split.train_subjects) & set(cfg.split.test_subjects)
     if overlap:
         raise InputError(f"{where}: subjects {sorted(overlap)} are both train and test")
+    for key in ("train_subjects", "test_subjects", "train_expressions", "test_expressions"):
+        if not getattr(cfg.split, key):
+            raise InputError(f"{where}.{key}: must not be empty")
     if cfg.dataset in ("synthetic", "ict"):
         n_built = getattr(cfg, cfg.dataset).subjects
         built = {str(i) for i in range(1, n_built + 1)}
@@ -463,18 +563,156 @@ def load_workflow_config(config: dict[str, Any]) -> WorkflowConfig:
     return cfg
 
 
+# --------------------------------------------------------------------------- stage config
+
+#: What a stage's JSON may hold: the workflow's sections, plus the method's and dataset's name.
+STAGE_SECTIONS: dict[str, Any] = {
+    "method": str,
+    "dataset": str,
+    "preprocess": PreprocessConfig,
+    "sampling": SamplingConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "fit": FitConfig,
+    "mesh": MeshConfig,
+    "evaluate": EvaluateConfig,
+}
+#: The sections that produce a trained model: its data and its method. A trained-model file
+#: stores exactly these, and fitting refuses a file whose sections differ from its own.
+TRAINING_SECTIONS = ("dataset", "preprocess", "sampling", "model", "loss", "train")
+
+
 def to_json(obj: Any) -> str:
-    """Compact, key-sorted JSON of a dataclass (used as Snakemake params and in checkpoints)."""
-    return json.dumps(dataclasses.asdict(obj), sort_keys=True, separators=(",", ":"))
+    """Compact, key-sorted JSON of a dataclass or of a mapping of dataclasses and strings."""
+    data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else {
+        k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in obj.items()}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def method_from_json(text: str) -> MethodConfig:
-    """Inverse of :func:`to_json` for a MethodConfig."""
+def stage_json(config: dict[str, Any], sections: tuple[str, ...], method: str | None = None
+               ) -> str:
+    """The resolved ``sections`` a stage reads, as compact JSON (a rule's params).
+
+    Method sections (model, loss, train, fit) come from ``method``'s resolved config;
+    'method' and 'dataset' are names. Passed as a string param so that Snakemake
+    records it and reruns exactly the stages whose sections changed.
+    """
+    cfg = load_workflow_config(config)
+    resolved = method_config(config, method) if method is not None else None
+    out: dict[str, Any] = {}
+    for name in sections:
+        if name == "method":
+            out[name] = method
+        elif name == "dataset":
+            out[name] = cfg.dataset
+        elif name in METHOD_SECTIONS:
+            out[name] = getattr(resolved, name)
+        else:
+            out[name] = getattr(cfg, name)
+    return to_json(out)
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    """A JSON object from ``text`` ('' is {}); InputError naming ``where`` otherwise."""
     try:
-        data = json.loads(text)
+        data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
-        raise InputError(f"method config: not valid JSON ({exc})") from exc
-    return from_dict(MethodConfig, data, "method")
+        raise InputError(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a JSON object of sections, got {data!r}")
+    return data
+
+
+def method_from_json(text: str, where: str = "method") -> MethodConfig:
+    """A MethodConfig from the JSON of its sections (as :func:`to_json` writes it)."""
+    return from_dict(MethodConfig, _json_object(text, where), where)
+
+
+def parse_stage_json(text: str, sections: tuple[str, ...], where: str = "--config"
+                     ) -> dict[str, Any]:
+    """Inverse of :func:`stage_json`: each of ``sections`` as its dataclass (defaults for
+    those absent); a section the stage does not read is an error."""
+    data = _json_object(text, where)
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise InputError(f"{where}: unexpected section(s) {unknown}; this stage reads "
+                         f"{list(sections)}")
+    out: dict[str, Any] = {}
+    for name in sections:
+        hint = STAGE_SECTIONS[name]
+        if hint is str:
+            out[name] = _check_value(data.get(name, ""), str, f"{where}.{name}")
+        elif hint == ModelConfig:
+            out[name] = _check_value(data.get(name, {}), hint, f"{where}.{name}")
+        else:
+            out[name] = from_dict(hint, data.get(name, {}), f"{where}.{name}")
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, sections: tuple[str, ...],
+                         flags: tuple[str, ...] = ()) -> None:
+    """Add ``--config JSON`` (the sections a stage reads; what the workflow passes) and, for
+    the sections in ``flags``, one option per field, generated from the dataclass (its
+    docstring as help, its default shown), for use by hand. Options override the JSON."""
+    parser.add_argument("--config", default="", metavar="JSON",
+                        help=f"the stage's config sections {list(sections)} as one JSON object; "
+                             "absent keys take their defaults")
+    seen: dict[str, str] = {}
+    for section in flags:
+        cls = STAGE_SECTIONS[section]
+        docs = field_docs(cls)
+        default = cls()
+        for f in dataclasses.fields(cls):
+            option = "--" + f.name.replace("_", "-")
+            if option in seen:
+                raise ValueError(f"{option} is a field of both {seen[option]} and {section}")
+            seen[option] = section
+            hint = _hints(cls)[f.name]
+            base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+            kwargs: dict[str, Any] = {
+                "dest": f"{section}.{f.name}", "default": argparse.SUPPRESS,
+                "help": f"{docs.get(f.name, '')} (default: {getattr(default, f.name)!r})"}
+            if base is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif typing.get_origin(base) is list:
+                item = typing.get_args(base)[0]
+                item = typing.get_args(item)[0] if typing.get_origin(item) is Annotated else item
+                kwargs.update(nargs="+", type=item)
+            elif typing.get_origin(base) is Literal:
+                kwargs["choices"] = list(typing.get_args(base))
+            else:
+                kwargs["type"] = _flag_type(hint, option)
+            parser.add_argument(option, **kwargs)
+
+
+def _flag_type(hint: Any, option: str) -> Any:
+    """argparse type of a scalar field: parse, then check its bounds (an argparse error)."""
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+
+    def parse(text: str) -> Any:
+        try:
+            value = base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a valid {base.__name__}: {text!r}") from None
+        try:
+            _check_value(value, hint, option)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{option}: ")) from None
+        return value
+
+    return parse
+
+
+def parse_config_arguments(args: argparse.Namespace, sections: tuple[str, ...]
+                           ) -> dict[str, Any]:
+    """The stage's sections from ``--config`` with the generated options applied on top."""
+    data = _json_object(args.config, "--config")
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            data.setdefault(section, {})[name] = value
+    return parse_stage_json(json.dumps(data), sections)
 
 
 # --------------------------------------------------------------------------- schema
@@ -482,6 +720,15 @@ def method_from_json(text: str) -> MethodConfig:
 
 def _schema_for_hint(hint: Any) -> dict[str, Any]:
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *extras = typing.get_args(hint)
+        schema = _schema_for_hint(base)
+        for extra in extras:
+            if isinstance(extra, Bounds):
+                schema.update(extra.schema())
+        return schema
+    if hint == ModelConfig:
+        return {"oneOf": [schema_for(cls) for cls in MODEL_CONFIGS.values()]}
     if dataclasses.is_dataclass(hint):
         return schema_for(hint)
     if origin is Literal:
@@ -496,8 +743,10 @@ def _schema_for_hint(hint: Any) -> dict[str, Any]:
 
 
 def schema_for(cls: type) -> dict[str, Any]:
-    """JSON schema of a dataclass: types, defaults and the field docstrings as descriptions."""
-    hints = typing.get_type_hints(cls)
+    """JSON schema of a dataclass: types, bounds, defaults and the field docstrings as
+    descriptions. A model class's `name` is required when other models exist, so that
+    the schema's alternatives are told apart (an absent name means 'implicit')."""
+    hints = _hints(cls)
     docs = field_docs(cls)
     default = cls()
     props: dict[str, Any] = {}
@@ -507,12 +756,15 @@ def schema_for(cls: type) -> dict[str, Any]:
         value = getattr(default, f.name)
         prop["default"] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         props[f.name] = prop
-    return {
+    schema = {
         "type": "object",
         "description": (cls.__doc__ or "").strip(),
         "properties": props,
         "additionalProperties": False,
     }
+    if cls in MODEL_CONFIGS.values() and cls is not MODEL_CONFIGS[DEFAULT_MODEL]:
+        schema["required"] = ["name"]
+    return schema
 
 
 def workflow_schema() -> dict[str, Any]:
@@ -527,10 +779,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--write-schema", type=Path, required=True, help="output path")
     args = parser.parse_args(argv)
+    from facerecon.io import write_text  # the command line only: validation stays a leaf
+
     write_text(args.write_schema, json.dumps(workflow_schema(), indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    from facerecon.io import run_cli
-
     run_cli(main)

@@ -19,7 +19,7 @@ other mesh's triangles, via a BVH) is reported beside the protocol numbers.
 Command line::
 
     python -m facerecon.evaluate --pred PRED --gt GT [--samples N] [--seed S]
-        [--threshold-mm T] [--no-icp] [--out JSON]
+        [--threshold-mm T] [--no-icp] [--config JSON] [--out JSON]
 
 prints one JSON object (see :func:`evaluate_meshes`) and, with ``--out``,
 writes the same object atomically to that file.
@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +37,15 @@ import point_cloud_utils as pcu
 import trimesh
 from scipy.spatial import cKDTree
 
+from facerecon.config import EvaluateConfig, add_config_arguments, parse_config_arguments
 from facerecon.geometry.align import apply_transform, rigid_fit
 from facerecon.geometry.surface import sample_surface
 from facerecon.io import InputError, load_mesh, run_cli, write_json
 
-DEFAULT_SAMPLES = 150_000
-DEFAULT_THRESHOLD_MM = 1.0
+DEFAULT_SAMPLES = EvaluateConfig.samples
+DEFAULT_THRESHOLD_MM = EvaluateConfig.threshold_mm
+#: What the evaluate stage reads.
+EVALUATE_STAGE = ("evaluate",)
 ICP_MAX_ITERATIONS = 20
 ICP_SUBSAMPLE = 20_000  # pred samples used by ICP; the final metrics use all of them
 ICP_TOLERANCE_MM = 1e-4  # stop once an ICP step moves every point by less than this
@@ -130,9 +131,9 @@ def evaluate_meshes(
     pred: trimesh.Trimesh,
     gt: trimesh.Trimesh,
     samples: int = DEFAULT_SAMPLES,
-    seed: int = 0,
+    seed: int = EvaluateConfig.seed,
     threshold_mm: float = DEFAULT_THRESHOLD_MM,
-    icp: bool = True,
+    icp: bool = EvaluateConfig.icp,
 ) -> dict[str, Any]:
     """Compare a reconstruction ``pred`` with the ground truth ``gt`` (both in mm).
 
@@ -194,24 +195,6 @@ def load_mesh_with_area(path: str | Path) -> trimesh.Trimesh:
     return mesh
 
 
-def _bounded(
-    kind: type[int] | type[float], minimum: float, strict: bool
-) -> Callable[[str], int | float]:
-    """argparse type: a finite ``kind`` above ``minimum`` (or equal to it unless ``strict``)."""
-    relation = ">" if strict else ">="
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a valid {kind.__name__}: {text!r}") from None
-        if not (math.isfinite(value) and (value > minimum if strict else value >= minimum)):
-            raise argparse.ArgumentTypeError(f"must be {relation} {minimum}, got {text}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(
@@ -219,17 +202,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Chamfer distance and F-score between a reconstruction and its ground "
         "truth (meshes in mm), as in PROTOCOL.md; prints one JSON object.",
     )
+    add_config_arguments(parser, EVALUATE_STAGE, flags=EVALUATE_STAGE)
     parser.add_argument("--pred", required=True, type=Path, help="reconstructed mesh (mm)")
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth mesh (mm)")
-    parser.add_argument("--samples", type=_bounded(int, 1, strict=False),
-                        default=DEFAULT_SAMPLES,
-                        help=f"surface samples per mesh (default {DEFAULT_SAMPLES})")
-    parser.add_argument("--seed", type=_bounded(int, 0, strict=False), default=0,
-                        help="sampling seed (default 0)")
-    parser.add_argument("--threshold-mm", type=_bounded(float, 0.0, strict=True),
-                        default=DEFAULT_THRESHOLD_MM,
-                        help=f"F-score distance threshold in mm (default {DEFAULT_THRESHOLD_MM})")
-    parser.add_argument("--no-icp", action="store_true", help="skip the rigid ICP alignment")
     parser.add_argument("--out", type=Path, help="also write the JSON object to this file")
     return parser.parse_args(argv)
 
@@ -237,13 +212,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Evaluate one pred/gt pair and print the metrics as JSON."""
     args = parse_args(argv)
+    e: EvaluateConfig = parse_config_arguments(args, EVALUATE_STAGE)["evaluate"]
     result = evaluate_meshes(
         load_mesh_with_area(args.pred),
         load_mesh_with_area(args.gt),
-        samples=args.samples,
-        seed=args.seed,
-        threshold_mm=args.threshold_mm,
-        icp=not args.no_icp,
+        samples=e.samples,
+        seed=e.seed,
+        threshold_mm=e.threshold_mm,
+        icp=e.icp,
     )
     print(json.dumps(result, indent=2, sort_keys=True))
     if args.out is not None:

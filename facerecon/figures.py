@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from facerecon.data.layout import expression_number  # noqa: E402
 from facerecon.io import InputError, atomic_path, run_cli  # noqa: E402
+from facerecon.layout import expression_number  # noqa: E402
 
 
 def plot_by_expression(scans: pd.DataFrame, out: Path) -> None:

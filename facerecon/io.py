@@ -12,20 +12,17 @@ import contextlib
 import json
 import os
 import re
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import trimesh
 
+from facerecon.errors import InputError, run_cli  # noqa: F401 (run_cli: re-exported for the CLIs)
+
 N_LANDMARKS = 68
-
-
-class InputError(ValueError):
-    """Bad input: the message names the file and what is wrong with it."""
 
 
 @contextlib.contextmanager
@@ -208,8 +205,11 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> None:
         mesh.export(tmp)
 
 
-def load_landmarks(path: str | os.PathLike) -> np.ndarray:
-    """Read 68 landmarks (one ``x y z`` row each, millimetres) -> (68, 3) float64."""
+def load_landmarks(path: str | os.PathLike, dims: int = 3) -> np.ndarray:
+    """Read 68 landmarks, one row of ``dims`` coordinates each -> (68, dims) float64.
+
+    3D landmarks are ``x y z`` in millimetres; 2D ones (``dims=2``) ``x y`` in pixels.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: landmark file not found")
@@ -217,8 +217,8 @@ def load_landmarks(path: str | os.PathLike) -> np.ndarray:
         points = np.loadtxt(path, ndmin=2)
     except ValueError as exc:
         raise InputError(f"{path}: cannot parse landmarks ({exc})") from exc
-    if points.shape != (N_LANDMARKS, 3):
-        raise InputError(f"{path}: expected {N_LANDMARKS} landmarks of 3 coordinates, "
+    if points.shape != (N_LANDMARKS, dims):
+        raise InputError(f"{path}: expected {N_LANDMARKS} rows of {dims} coordinates (landmarks), "
                          f"found an array of shape {points.shape}")
     if not np.isfinite(points).all():
         raise InputError(f"{path}: landmarks contain NaN or infinite values")
@@ -232,12 +232,3 @@ def save_landmarks(path: str | os.PathLike, points: np.ndarray) -> None:
         raise ValueError(f"expected ({N_LANDMARKS}, 3) landmarks, got {points.shape}")
     with atomic_path(path) as tmp:
         np.savetxt(tmp, points, fmt="%.6f", header="68 landmarks, dlib order, x y z in mm")
-
-
-def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run a command-line ``main``; turn InputError into one clear line and exit code 2."""
-    try:
-        main(argv)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None

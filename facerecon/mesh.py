@@ -1,7 +1,9 @@
 """Extract the reconstructed surface: marching cubes on the fitted SDF, in millimetres.
 
-    python -m facerecon.mesh --model model.pt --codes codes.pt --out mesh.ply \
-        [--resolution 256] [--coarse-resolution 64] [--chunk-points 65536] [--device auto]
+    python -m facerecon.mesh --config JSON --model model.pt --codes codes.pt --out mesh.ply \
+        [--resolution N] [--coarse-resolution N] [--chunk-points N] [--device auto]
+
+``--config`` holds the method's name and the ``mesh`` section (the flags override it).
 
 The grid has ``resolution`` points per axis over [-1, 1]^3 (spacing 2/(N-1),
 passed as such to marching cubes: the reference code's 256/255 scale defect is
@@ -23,9 +25,14 @@ import trimesh
 from scipy.interpolate import RegularGridInterpolator
 from skimage.measure import marching_cubes
 
-from facerecon.batches import setup_torch
-from facerecon.fit import load_trained
+from facerecon.batches import add_device_arguments, setup_torch
+from facerecon.config import add_config_arguments, parse_config_arguments
 from facerecon.io import InputError, run_cli, save_mesh
+from facerecon.models import Conditioning, Model, Query
+from facerecon.trained import FittedCodes, TrainedModel
+
+#: What the mesh stage reads.
+MESH_STAGE = ("method", "mesh")
 
 SdfFn = Callable[[np.ndarray], np.ndarray]
 
@@ -79,10 +86,11 @@ def extract_surface(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vertices - 1.0, faces
 
 
-def network_sdf(model: torch.nn.Module, z_id: torch.Tensor, z_exp: torch.Tensor,
-                chunk_points: int, device: torch.device) -> SdfFn:
-    """Wrap a decoder and fixed codes as a numpy SDF function of (P, 3) points."""
-    z_id, z_exp = z_id[None].to(device), z_exp[None].to(device)
+def network_sdf(model: Model, codes: dict[str, torch.Tensor], chunk_points: int,
+                device: torch.device) -> SdfFn:
+    """Wrap a network and one scan's codes (space name -> (dim,)) as a numpy SDF function
+    of (P, 3) points."""
+    cond = Conditioning({name: code[None].to(device) for name, code in codes.items()})
 
     def fn(points: np.ndarray) -> np.ndarray:
         out = np.empty(len(points))
@@ -90,7 +98,7 @@ def network_sdf(model: torch.nn.Module, z_id: torch.Tensor, z_exp: torch.Tensor,
             for start in range(0, len(points), chunk_points):
                 chunk = torch.as_tensor(points[start:start + chunk_points],
                                         dtype=torch.float32, device=device)
-                out[start:start + len(chunk)] = model(chunk[None], z_id, z_exp)["sdf"][0].cpu()
+                out[start:start + len(chunk)] = model(Query(chunk[None], cond))["sdf"][0].cpu()
         return out
 
     return fn
@@ -100,27 +108,25 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: fitted codes -> mesh (PLY, millimetres, crop frame)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, MESH_STAGE, flags=("mesh",))
     parser.add_argument("--model", type=Path, required=True, help="trained model (.pt)")
     parser.add_argument("--codes", type=Path, required=True, help="fitted codes (.pt)")
     parser.add_argument("--out", type=Path, required=True, help="output mesh (.ply)")
-    parser.add_argument("--resolution", type=int, default=256)
-    parser.add_argument("--coarse-resolution", type=int, default=64)
-    parser.add_argument("--chunk-points", type=int, default=65_536)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
+    sections = parse_config_arguments(args, MESH_STAGE)
+    m = sections["mesh"]
     device = setup_torch(args.device, args.threads, 0)
-    model, _, state = load_trained(args.model, device)
-    if not args.codes.is_file():
-        raise InputError(f"{args.codes}: fitted codes not found")
-    codes = torch.load(args.codes, map_location="cpu", weights_only=False)
-    fn = network_sdf(model, codes["z_id"], codes["z_exp"], args.chunk_points, device)
-    volume = sdf_volume(fn, args.resolution, args.coarse_resolution)
+    trained = TrainedModel.load(args.model, sections["method"] or None)
+    fitted = FittedCodes.load(args.codes, args.model)
+    model, _ = trained.build(device)
+    fn = network_sdf(model, fitted.codes, m.chunk_points, device)
+    volume = sdf_volume(fn, m.resolution, m.coarse_resolution)
     try:
         vertices, faces = extract_surface(volume)
     except ValueError as exc:
         raise InputError(f"{args.codes}: {exc}") from exc
-    mesh = trimesh.Trimesh(vertices * state["radius_mm"], faces, process=False)
+    mesh = trimesh.Trimesh(vertices * trained.radius_mm, faces, process=False)
     save_mesh(mesh, args.out)
     print(f"{args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
 

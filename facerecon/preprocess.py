@@ -27,13 +27,14 @@ import numpy as np
 import trimesh
 
 from facerecon import io
-from facerecon.geometry.align import ALIGN_MODES, AlignMode, apply_transform, crop_frame_transform
+from facerecon.config import PreprocessConfig, add_config_arguments, parse_config_arguments
+from facerecon.geometry.align import AlignMode, apply_transform, crop_frame_transform
 from facerecon.geometry.crop import crop_to_sphere
 from facerecon.geometry.topology import boundary_loops, clean_faces, triangle_cross
 from facerecon.geometry.watertight import pseudo_watertight
 
-DEFAULT_RADIUS_MM = 100.0
-DEFAULT_OFFSET_MM = 40.0
+#: What the preprocess stage reads.
+PREPROCESS_STAGE = ("preprocess",)
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ def preprocess_scan(
     landmarks_mm: np.ndarray,
     *,
     source: str = "scan",
-    radius_mm: float = DEFAULT_RADIUS_MM,
-    offset_mm: float = DEFAULT_OFFSET_MM,
+    radius_mm: float = PreprocessConfig.radius_mm,
+    offset_mm: float = PreprocessConfig.offset_mm,
     align: AlignMode = "translate",
     template_mm: np.ndarray | None = None,
 ) -> Preprocessed:
@@ -107,47 +108,36 @@ def preprocess_scan(
                         transform, stats)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def main(argv: list[str] | None = None) -> None:
+    """Command line: one scan -> sheet, crop-frame landmarks and a JSON record."""
     parser = argparse.ArgumentParser(
         prog="python -m facerecon.preprocess", description=__doc__.split("\n\n")[0])
+    add_config_arguments(parser, PREPROCESS_STAGE, flags=PREPROCESS_STAGE)
     parser.add_argument("--scan", required=True, type=Path, help="scan mesh (OBJ/PLY), mm")
     parser.add_argument("--landmarks", required=True, type=Path, help="68 landmarks, x y z in mm")
     parser.add_argument("--out-mesh", required=True, type=Path, help="sheet (PLY), crop frame")
     parser.add_argument("--out-landmarks", required=True, type=Path, help="landmarks, crop frame")
     parser.add_argument("--out-transform", required=True, type=Path, help="JSON record")
-    parser.add_argument("--radius-mm", type=float, default=DEFAULT_RADIUS_MM)
-    parser.add_argument("--offset-mm", type=float, default=DEFAULT_OFFSET_MM,
-                        help="sphere centre this far behind the nose tip along z")
-    parser.add_argument("--align", choices=ALIGN_MODES, default="translate")
-    parser.add_argument("--template", type=Path,
-                        help="68 template landmarks in the canonical frame (--align landmarks)")
     args = parser.parse_args(argv)
-    if args.align == "landmarks" and args.template is None:
-        parser.error("--align landmarks needs --template")
-    if args.radius_mm <= 0:
-        parser.error("--radius-mm must be positive")
-    return args
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    p: PreprocessConfig = parse_config_arguments(args, PREPROCESS_STAGE)["preprocess"]
+    if p.align == "landmarks" and not p.template:
+        raise io.InputError("preprocess.template: align 'landmarks' needs a template file")
     mesh = io.load_mesh(args.scan)
     landmarks = io.load_landmarks(args.landmarks)
-    template = io.load_landmarks(args.template) if args.template is not None else None
+    template = io.load_landmarks(p.template) if p.template else None
     result = preprocess_scan(
         np.asarray(mesh.vertices), np.asarray(mesh.faces), landmarks, source=str(args.scan),
-        radius_mm=args.radius_mm, offset_mm=args.offset_mm, align=args.align,
-        template_mm=template)
+        radius_mm=p.radius_mm, offset_mm=p.offset_mm, align=p.align, template_mm=template)
     io.save_mesh(trimesh.Trimesh(result.vertices_mm, result.faces, process=False), args.out_mesh)
     io.save_landmarks(args.out_landmarks, result.landmarks_mm)
     io.write_json(args.out_transform, {
         "scan": str(args.scan),
         "transform": result.transform.tolist(),
         "transform_maps": "homogeneous scan-frame mm -> crop-frame mm (p_crop = T @ [p, 1])",
-        "radius_mm": args.radius_mm,
-        "offset_mm": args.offset_mm,
-        "align": args.align,
-        "template": str(args.template) if args.template is not None else None,
+        "radius_mm": p.radius_mm,
+        "offset_mm": p.offset_mm,
+        "align": p.align,
+        "template": p.template or None,
         "stats": result.stats,
     })
 

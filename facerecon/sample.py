@@ -29,6 +29,12 @@ from typing import Literal
 import numpy as np
 
 from facerecon import io
+from facerecon.config import (
+    PreprocessConfig,
+    SamplingConfig,
+    add_config_arguments,
+    parse_config_arguments,
+)
 from facerecon.geometry.sdf import MeshSDF
 from facerecon.geometry.surface import sample_surface
 
@@ -84,13 +90,13 @@ def sample_scan(
     faces: np.ndarray,
     landmarks_mm: np.ndarray,
     *,
-    radius_mm: float = 100.0,
-    surface_points: int = 235_000,
-    uniform_points: int = 15_000,
-    near_surface_points: int = 0,
-    near_sigmas_mm: tuple[float, ...] = (1.0, 5.0),
-    seed: int = 0,
-    backend: Backend = "exact",
+    radius_mm: float = PreprocessConfig.radius_mm,
+    surface_points: int = SamplingConfig.surface_points,
+    uniform_points: int = SamplingConfig.uniform_points,
+    near_surface_points: int = SamplingConfig.near_surface_points,
+    near_sigmas_mm: tuple[float, ...] = tuple(SamplingConfig().near_sigma_mm),
+    seed: int = SamplingConfig.seed,
+    backend: Backend = SamplingConfig.backend,
 ) -> dict[str, np.ndarray]:
     """Sample one sheet given in crop-frame mm; returns the float arrays of the npz
     (see the module docstring; the caller adds ``subject`` and ``expression``).
@@ -126,44 +132,36 @@ def sample_scan(
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+#: What the sample stage reads (the crop radius from preprocess: 1 unit of the samples).
+SAMPLE_STAGE = ("preprocess", "sampling")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: one preprocessed sheet -> its sample file."""
     parser = argparse.ArgumentParser(
         prog="python -m facerecon.sample", description=__doc__.split("\n\n")[0])
+    add_config_arguments(parser, SAMPLE_STAGE, flags=SAMPLE_STAGE)
     parser.add_argument("--mesh", required=True, type=Path, help="sheet from preprocess (PLY, mm)")
     parser.add_argument("--landmarks", required=True, type=Path, help="crop-frame landmarks (mm)")
     parser.add_argument("--out", required=True, type=Path, help="output .npz")
     parser.add_argument("--subject", required=True)
     parser.add_argument("--expression", required=True)
-    parser.add_argument("--radius-mm", type=float, default=100.0)
-    parser.add_argument("--surface-points", type=int, default=235_000)
-    parser.add_argument("--uniform-points", type=int, default=15_000)
-    parser.add_argument("--near-surface-points", type=int, default=0)
-    parser.add_argument("--near-sigma-mm", type=float, nargs="+", default=[1.0, 5.0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=BACKENDS, default="exact")
     args = parser.parse_args(argv)
-    counts = (args.surface_points, args.uniform_points, args.near_surface_points)
-    if min(counts) < 0:
-        parser.error("point counts must be non-negative")
-    if args.radius_mm <= 0 or min(args.near_sigma_mm) <= 0:
-        parser.error("--radius-mm and --near-sigma-mm must be positive")
-    return args
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    sections = parse_config_arguments(args, SAMPLE_STAGE)
+    s: SamplingConfig = sections["sampling"]
+    radius_mm = sections["preprocess"].radius_mm
     mesh = io.load_mesh(args.mesh)
     landmarks = io.load_landmarks(args.landmarks)
     radii = np.linalg.norm(np.asarray(mesh.vertices), axis=1)
-    if radii.max() > args.radius_mm * (1 + 1e-6):
+    if radii.max() > radius_mm * (1 + 1e-6):
         raise io.InputError(
             f"{args.mesh}: vertices reach {radii.max():.3f} mm from the origin, outside the "
-            f"{args.radius_mm:g} mm crop sphere; is it a preprocessed sheet in the crop frame?")
+            f"{radius_mm:g} mm crop sphere; is it a preprocessed sheet in the crop frame?")
     arrays = sample_scan(
         np.asarray(mesh.vertices), np.asarray(mesh.faces), landmarks,
-        radius_mm=args.radius_mm, surface_points=args.surface_points,
-        uniform_points=args.uniform_points, near_surface_points=args.near_surface_points,
-        near_sigmas_mm=tuple(args.near_sigma_mm), seed=args.seed, backend=args.backend)
+        radius_mm=radius_mm, surface_points=s.surface_points,
+        uniform_points=s.uniform_points, near_surface_points=s.near_surface_points,
+        near_sigmas_mm=tuple(s.near_sigma_mm), seed=s.seed, backend=s.backend)
     io.save_npz(args.out, subject=np.array(args.subject), expression=np.array(args.expression),
                 **arrays)
 

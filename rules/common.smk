@@ -1,16 +1,17 @@
 """Config validation, scan lists and helpers shared by every stage."""
 
-import dataclasses
 import json
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from facerecon.config import load_workflow_config, method_config
-from facerecon.data.layout import expression_number, scan_name
+from facerecon.config import TRAINING_SECTIONS, load_workflow_config, method_config, stage_json
+from facerecon.layout import expression_number, scan_name
 
 
-validate(config, "../workflow/schemas/config.schema.json")
+# defaults live in the dataclasses (facerecon.config), not in the schema
+validate(config, "../workflow/schemas/config.schema.json", set_default=False)
 CFG = load_workflow_config(config)
 
 #: Every output of the configured dataset lives under this folder.
@@ -29,6 +30,17 @@ TABLE1 = CFG.table1 or list(CFG.methods)
 TABLE2 = CFG.table2 or list(CFG.methods)
 #: Methods that appear in a table: what per-scan and per-subject reports cover.
 METHODS = list(dict.fromkeys(TABLE1 + TABLE2))
+#: Every method by kind: 'implicit' ones train -> fit -> mesh, 'mesh' ones fit a mesh directly.
+KIND = {name: method_config(config, name).kind for name in CFG.methods}
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+IMPLICIT_METHODS = names_regex([m for m, kind in KIND.items() if kind == "implicit"])
+MESH_METHODS = names_regex([m for m, kind in KIND.items() if kind == "mesh"])
 
 
 wildcard_constraints:
@@ -42,17 +54,13 @@ def scan_files(pattern, scans, **fixed):
     return [pattern.format(subject=s, expression=e, **fixed) for s, e in scans]
 
 
-def method_json(method, *sections):
-    """The resolved method config, restricted to ``sections``, as compact JSON.
+def stage_config(*sections, method=None):
+    """The resolved config sections a stage reads, as compact JSON for its ``--config``.
 
-    Used as rule params, so Snakemake reruns exactly the stages whose section changed.
+    A string param, so Snakemake records it and reruns exactly the stages whose
+    sections changed, and what follows them.
     """
-    cfg = method_config(config, method)
-    return json.dumps(
-        {s: dataclasses.asdict(getattr(cfg, s)) for s in sections},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    return stage_json(config, sections, method)
 
 
 def table_methods_json(methods):

@@ -1,4 +1,5 @@
-"""Stage 7: Chamfer / F-score of each reconstruction against its pseudo-watertight ground truth."""
+"""Stage 7: Chamfer / F-score of each reconstruction against its pseudo-watertight ground truth.
+One evaluator for every method, whatever its kind."""
 
 
 rule evaluate:
@@ -8,8 +9,7 @@ rule evaluate:
     output:
         f"{DATA}/metrics/{{method}}/{{subject}}/{{expression}}.json",
     params:
-        e=CFG.evaluate,
-        icp="" if CFG.evaluate.icp else "--no-icp",
+        config=stage_config("evaluate"),
     conda:
         "../envs/geometry.yaml"
     log:
@@ -17,6 +17,5 @@ rule evaluate:
     benchmark:
         f"{DATA}/benchmarks/evaluate/{{method}}/{{subject}}/{{expression}}.tsv"
     shell:
-        "python -m facerecon.evaluate --pred {input.pred} --gt {input.gt} --out {output}"
-        " --samples {params.e.samples} --seed {params.e.seed}"
-        " --threshold-mm {params.e.threshold_mm} {params.icp} > {log} 2>&1"
+        "python -m facerecon.evaluate --config {params.config:q} --pred {input.pred:q}"
+        " --gt {input.gt:q} --out {output:q} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
-"""Stage 5: fit new codes to each test scan with the decoder frozen."""
+"""Stage 5: fit each test scan. Implicit methods: new codes, network frozen (`fit`).
+Mesh-kind methods: one step from the scan to the reconstructed mesh (`fit_mesh`)."""
 
 
 rule fit:
@@ -7,8 +8,10 @@ rule fit:
         samples=f"{DATA}/samples/{{subject}}/{{expression}}.npz",
     output:
         f"{DATA}/fits/{{method}}/{{subject}}/{{expression}}.pt",
+    wildcard_constraints:
+        method=IMPLICIT_METHODS,
     params:
-        fit=lambda w: json.dumps(dataclasses.asdict(method_config(config, w.method).fit)),
+        config=lambda w: stage_config("method", *TRAINING_SECTIONS, "fit", method=w.method),
         device=CFG.device,
     conda:
         "../envs/torch.yaml"
@@ -17,6 +20,27 @@ rule fit:
     benchmark:
         f"{DATA}/benchmarks/fit/{{method}}/{{subject}}/{{expression}}.tsv"
     shell:
-        "python -m facerecon.fit --model {input.model} --samples {input.samples}"
-        " --fit-json {params.fit:q} --out {output} --device {params.device}"
-        " --threads {threads} > {log} 2>&1"
+        "python -m facerecon.fit --config {params.config:q} --model {input.model:q}"
+        " --samples {input.samples:q} --out {output:q} --device {params.device}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+rule fit_mesh:
+    input:
+        target=f"{DATA}/preprocessed/{{subject}}/{{expression}}.ply",
+        train=scan_files(f"{DATA}/preprocessed/{{subject}}/{{expression}}.ply", TRAIN_SCANS),
+    output:
+        f"{DATA}/meshes/{{method}}/{{subject}}/{{expression}}.ply",
+    wildcard_constraints:
+        method=MESH_METHODS,
+    params:
+        config=lambda w: stage_config("method", "model", method=w.method),
+    conda:
+        "../envs/geometry.yaml"
+    log:
+        f"{DATA}/logs/fit_mesh/{{method}}/{{subject}}/{{expression}}.log",
+    benchmark:
+        f"{DATA}/benchmarks/fit_mesh/{{method}}/{{subject}}/{{expression}}.tsv"
+    shell:
+        "python -m facerecon.fit_mesh --config {params.config:q} --target {input.target:q}"
+        " --train {input.train:q} --out {output:q} > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-"""Stage 6: marching cubes on the fitted SDF, back to millimetres."""
+"""Stage 6: marching cubes on the fitted SDF of implicit methods, back to millimetres."""
 
 
 rule mesh:
@@ -7,8 +7,10 @@ rule mesh:
         codes=f"{DATA}/fits/{{method}}/{{subject}}/{{expression}}.pt",
     output:
         f"{DATA}/meshes/{{method}}/{{subject}}/{{expression}}.ply",
+    wildcard_constraints:
+        method=IMPLICIT_METHODS,
     params:
-        m=CFG.mesh,
+        config=lambda w: stage_config("method", "mesh", method=w.method),
         device=CFG.device,
     conda:
         "../envs/torch.yaml"
@@ -17,7 +19,6 @@ rule mesh:
     benchmark:
         f"{DATA}/benchmarks/mesh/{{method}}/{{subject}}/{{expression}}.tsv"
     shell:
-        "python -m facerecon.mesh --model {input.model} --codes {input.codes} --out {output}"
-        " --resolution {params.m.resolution} --coarse-resolution {params.m.coarse_resolution}"
-        " --chunk-points {params.m.chunk_points} --device {params.device}"
-        " --threads {threads} > {log} 2>&1"
+        "python -m facerecon.mesh --config {params.config:q} --model {input.model:q}"
+        " --codes {input.codes:q} --out {output:q} --device {params.device}"
+        " --threads {threads} > {log:q} 2>&1"

@@ -10,8 +10,7 @@ rule preprocess:
         landmarks=f"{DATA}/preprocessed/{{subject}}/{{expression}}.landmarks.txt",
         transform=f"{DATA}/preprocessed/{{subject}}/{{expression}}.json",
     params:
-        p=CFG.preprocess,
-        template=f"--template {CFG.preprocess.template}" if CFG.preprocess.template else "",
+        config=stage_config("preprocess"),
     conda:
         "../envs/geometry.yaml"
     log:
@@ -19,8 +18,7 @@ rule preprocess:
     benchmark:
         f"{DATA}/benchmarks/preprocess/{{subject}}/{{expression}}.tsv"
     shell:
-        "python -m facerecon.preprocess --scan {input.scan} --landmarks {input.landmarks}"
-        " --out-mesh {output.mesh} --out-landmarks {output.landmarks}"
-        " --out-transform {output.transform} --radius-mm {params.p.radius_mm}"
-        " --offset-mm {params.p.offset_mm} --align {params.p.align} {params.template}"
-        " > {log} 2>&1"
+        "python -m facerecon.preprocess --config {params.config:q} --scan {input.scan:q}"
+        " --landmarks {input.landmarks:q} --out-mesh {output.mesh:q}"
+        " --out-landmarks {output.landmarks:q} --out-transform {output.transform:q}"
+        " > {log:q} 2>&1"

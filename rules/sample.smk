@@ -8,9 +8,7 @@ rule sample:
     output:
         f"{DATA}/samples/{{subject}}/{{expression}}.npz",
     params:
-        s=CFG.sampling,
-        radius_mm=CFG.preprocess.radius_mm,
-        sigmas=" ".join(str(x) for x in CFG.sampling.near_sigma_mm),
+        config=stage_config("preprocess", "sampling"),
     conda:
         "../envs/geometry.yaml"
     log:
@@ -18,9 +16,6 @@ rule sample:
     benchmark:
         f"{DATA}/benchmarks/sample/{{subject}}/{{expression}}.tsv"
     shell:
-        "python -m facerecon.sample --mesh {input.mesh} --landmarks {input.landmarks}"
-        " --out {output} --subject {wildcards.subject} --expression {wildcards.expression}"
-        " --radius-mm {params.radius_mm} --surface-points {params.s.surface_points}"
-        " --uniform-points {params.s.uniform_points}"
-        " --near-surface-points {params.s.near_surface_points} --near-sigma-mm {params.sigmas}"
-        " --seed {params.s.seed} --backend {params.s.backend} > {log} 2>&1"
+        "python -m facerecon.sample --config {params.config:q} --mesh {input.mesh:q}"
+        " --landmarks {input.landmarks:q} --out {output:q} --subject {wildcards.subject:q}"
+        " --expression {wildcards.expression:q} > {log:q} 2>&1"

@@ -13,7 +13,7 @@ rule collect_metrics:
     benchmark:
         f"{DATA}/benchmarks/collect_metrics.tsv"
     shell:
-        "python -m facerecon.aggregate collect --metrics {input} --out {output} > {log} 2>&1"
+        "python -m facerecon.aggregate collect --metrics {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule subject_report:
@@ -28,19 +28,20 @@ rule subject_report:
     benchmark:
         f"{DATA}/benchmarks/subject_report/{{subject}}.tsv"
     shell:
-        "python -m facerecon.aggregate collect --metrics {input} --out {output} > {log} 2>&1"
+        "python -m facerecon.aggregate collect --metrics {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule table:
     input:
         lambda w: metric_files(TABLE1 if w.table == "table1" else TABLE2, TEST_SCANS),
     output:
-        csv="results/{table}.csv",
-        md="results/{table}.md",
+        csv=f"{DATA}/{{table}}.csv",
+        md=f"{DATA}/{{table}}.md",
     wildcard_constraints:
         table="table1|table2",
     params:
         methods=lambda w: table_methods_json(TABLE1 if w.table == "table1" else TABLE2),
+        dataset=CFG.dataset,
     conda:
         "../envs/geometry.yaml"
     log:
@@ -48,8 +49,31 @@ rule table:
     benchmark:
         f"{DATA}/benchmarks/{{table}}.tsv"
     shell:
-        "python -m facerecon.aggregate {wildcards.table} --metrics {input}"
-        " --methods-json {params.methods:q} --out {output.csv} > {log} 2>&1"
+        "python -m facerecon.aggregate {wildcards.table} --metrics {input:q}"
+        " --methods-json {params.methods:q} --dataset {params.dataset}"
+        " --out {output.csv:q} > {log:q} 2>&1"
+
+
+rule publish_table:
+    """The configured dataset's table as the user's target `results/<table>.csv`."""
+    input:
+        csv=f"{DATA}/{{table}}.csv",
+        md=f"{DATA}/{{table}}.md",
+    output:
+        csv=report("results/{table}.csv", caption="../workflow/report/table.rst",
+                   category="Tables"),
+        md="results/{table}.md",
+    wildcard_constraints:
+        table="table1|table2",
+    conda:
+        "../envs/geometry.yaml"
+    log:
+        f"{DATA}/logs/publish_{{table}}.log",
+    benchmark:
+        f"{DATA}/benchmarks/publish_{{table}}.tsv"
+    shell:
+        "python -m facerecon.aggregate publish --table {input.csv:q} --out {output.csv:q}"
+        " > {log:q} 2>&1"
 
 
 rule figures:
@@ -64,4 +88,4 @@ rule figures:
     benchmark:
         f"{DATA}/benchmarks/figures.tsv"
     shell:
-        "python -m facerecon.figures --scans {input} --out {output} > {log} 2>&1"
+        "python -m facerecon.figures --scans {input:q} --out {output:q} > {log:q} 2>&1"

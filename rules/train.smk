@@ -1,4 +1,4 @@
-"""Stage 4: train each method's decoder and codes on the training scans."""
+"""Stage 4: train each implicit method's network and codes on the training scans."""
 
 
 rule train:
@@ -7,8 +7,10 @@ rule train:
     output:
         model=f"{DATA}/models/{{method}}/model.pt",
         log_csv=f"{DATA}/models/{{method}}/train_log.csv",
+    wildcard_constraints:
+        method=IMPLICIT_METHODS,
     params:
-        method=lambda w: method_json(w.method, "model", "loss", "train"),
+        config=lambda w: stage_config("method", *TRAINING_SECTIONS, method=w.method),
         device=CFG.device,
     threads: 2
     conda:
@@ -18,6 +20,6 @@ rule train:
     benchmark:
         f"{DATA}/benchmarks/train/{{method}}.tsv"
     shell:
-        "python -m facerecon.train --samples {input} --method-json {params.method:q}"
-        " --out {output.model} --log-csv {output.log_csv} --device {params.device}"
-        " --threads {threads} > {log} 2>&1"
+        "python -m facerecon.train --config {params.config:q} --samples {input:q}"
+        " --out {output.model:q} --log-csv {output.log_csv:q} --device {params.device}"
+        " --threads {threads} > {log:q} 2>&1"

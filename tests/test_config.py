@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -10,11 +12,15 @@ import pytest
 import yaml
 
 from facerecon.config import (
+    MODEL_CONFIGS,
     MethodConfig,
+    NearestTrainConfig,
     deep_merge,
     load_workflow_config,
     method_config,
     method_from_json,
+    parse_stage_json,
+    stage_json,
     to_json,
     workflow_schema,
 )
@@ -90,3 +96,68 @@ def test_bad_splits_are_rejected(config: dict) -> None:
     with pytest.raises(InputError, match=r"test_expressions: \[21\]"):
         load_workflow_config(deep_merge(config, {"synthetic": {"split": {
             "test_expressions": split["test_expressions"] + [21]}}}))
+
+
+def test_config_imports_neither_torch_nor_trimesh() -> None:
+    """Validating a config (as Snakemake does) works where torch and trimesh cannot load."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'trimesh', 'numpy'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import yaml\n"
+        "from facerecon.config import load_workflow_config, stage_json\n"
+        "config = yaml.safe_load(open('config.yaml'))\n"
+        "load_workflow_config(config)\n"
+        "print(stage_json(config, ('method', 'model', 'fit'), 'deepsdf'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"]["pe_frequencies"] == 0
+
+
+def test_a_field_the_model_lacks_is_named(config: dict) -> None:
+    config = deep_merge(config, {"methods": {"nt": {"model": {"name": "nearest_train",
+                                                               "experts": 8}}}})
+    with pytest.raises(InputError, match=r"methods\.nt\.model: unknown key.*'experts'"):
+        load_workflow_config(config)
+
+
+def test_a_method_of_another_model_does_not_inherit_the_shared_model_section(
+        config: dict) -> None:
+    cfg = method_config(config, "nearest_train")
+    assert cfg.kind == "mesh" and cfg.model == NearestTrainConfig()
+    assert method_config(config, "deepsdf").kind == "implicit"
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"train": {"epochs": 0}}, r"config\.train\.epochs: must be >= 1, got 0"),
+    ({"train": {"lr": -1}}, r"train\.lr: must be > 0, got -1"),
+    ({"fit": {"iterations": 0}}, r"fit\.iterations: must be >= 1"),
+    ({"mesh": {"resolution": 1}}, r"config\.mesh\.resolution: must be >= 8"),
+    ({"train": {"surface_fraction": 1.5}}, r"surface_fraction: must be <= 1"),
+    ({"sampling": {"near_sigma_mm": [1.0, -2.0]}}, r"near_sigma_mm\[1\]: must be > 0"),
+])
+def test_values_out_of_range_are_refused_with_the_key(config: dict, override: dict,
+                                                      message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_workflow_config(deep_merge(config, override))
+
+
+def test_schema_carries_the_bounds_and_one_alternative_per_model() -> None:
+    schema = workflow_schema()
+    assert schema["properties"]["train"]["properties"]["epochs"]["minimum"] == 1
+    models = schema["properties"]["model"]["oneOf"]
+    assert {m["properties"]["name"]["enum"][0] for m in models} == set(MODEL_CONFIGS)
+
+
+def test_stage_json_round_trips_through_the_command_line_parser(config: dict) -> None:
+    text = stage_json(config, ("method", "model", "loss", "fit"), "ours_experts_reg")
+    sections = parse_stage_json(text, ("method", "model", "loss", "fit"))
+    assert sections["method"] == "ours_experts_reg"
+    assert sections["model"] == method_config(config, "ours_experts_reg").model
+    with pytest.raises(InputError, match=r"unexpected section\(s\) \['fit'\]"):
+        parse_stage_json(text, ("method", "model", "loss"))

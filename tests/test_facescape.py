@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import SYNTHETIC_SUBJECTS
 
-from facerecon import io
-from facerecon.data import FaceDataset, facescape, layout
+from facerecon import io, layout
+from facerecon.data import FaceDataset, facescape
 
 CUSTOM_LANDMARKS = list(range(0, 68 * 50, 50))  # any 68 vertices of the synthetic meshes
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from facerecon import io
-from facerecon.data import FaceDataset, ict, layout
+from facerecon import io, layout
+from facerecon.data import FaceDataset, ict
 
 SHARED = Path("/work/shared/ict-facekit")
 NPZ, FOLDER = SHARED / "ict_facekit.npz", SHARED / "FaceXModel"

@@ -20,8 +20,8 @@ import pytest
 import trimesh
 from scipy import ndimage
 
-from facerecon import io
-from facerecon.data import ict, layout
+from facerecon import io, layout
+from facerecon.data import ict
 from facerecon.data import synthetic as synthetic_data
 from facerecon.images import load_image
 from facerecon.images.albedo import (

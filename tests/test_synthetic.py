@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from facerecon import io
-from facerecon.data import layout
+from facerecon import io, layout
 from facerecon.data import synthetic as syn
 
 SEED = 11

@@ -27,7 +27,7 @@ import yaml
 
 from facerecon.data import ict
 from facerecon.data.facescape import TU_LANDMARKS, TU_VERTEX_COUNT
-from facerecon.data.layout import scan_name
+from facerecon.layout import scan_name
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -234,3 +234,64 @@ def test_facescape_from_a_link_with_a_token(tmp_path: Path, tu_archive: Path) ->
             data = path.read_bytes()
             assert TokenHandler.token.encode() not in data, path
             assert signature.encode() not in data, path
+
+
+#: One key of each section, and the stage that reads it first (with what comes before it).
+SECTION_CHANGES = [
+    ({"synthetic": {"seed": 5}}, "synthetic_scan", []),
+    ({"preprocess": {"offset_mm": 41.0}}, "preprocess", ["synthetic_scan"]),
+    ({"sampling": {"seed": 4}}, "sample", ["synthetic_scan", "preprocess"]),
+    ({"model": {"hidden_dim": 24}}, "train", ["synthetic_scan", "preprocess", "sample"]),
+    ({"loss": {"eikonal": 40.0}}, "train", ["synthetic_scan", "preprocess", "sample"]),
+    ({"train": {"seed": 3}}, "train", ["synthetic_scan", "preprocess", "sample"]),
+    ({"fit": {"lr": 0.004}}, "fit", ["synthetic_scan", "preprocess", "sample", "train"]),
+    ({"mesh": {"resolution": 40}}, "mesh", ["synthetic_scan", "preprocess", "sample", "train",
+                                             "fit"]),
+    ({"evaluate": {"seed": 2}}, "evaluate", ["synthetic_scan", "preprocess", "sample", "train",
+                                             "fit", "mesh"]),
+]
+
+
+@pytest.mark.parametrize(("change", "first", "upstream"), SECTION_CHANGES,
+                         ids=[next(iter(c[0])) for c in SECTION_CHANGES])
+def test_changing_one_key_reruns_exactly_its_stage_and_what_follows(
+    workdir: Path, tmp_path: Path, change: dict, first: str, upstream: list[str]
+) -> None:
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    for section, values in change.items():
+        tiny[section] = {**tiny.get(section, {}), **values}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(tiny))
+    output = snakemake(workdir, "results/table1.csv", "-n", configs=[CONFIGS[0], str(changed)])
+    jobs = planned_jobs(output)
+    assert first in jobs, output[-3000:]
+    assert {"evaluate", "table", "publish_table"} <= set(jobs), output[-3000:]
+    assert not set(upstream) & set(jobs), output[-3000:]
+
+
+def test_tables_live_per_dataset_and_name_it(workdir: Path) -> None:
+    for table in ("table1", "table2"):
+        own = workdir / f"results/synthetic/{table}.csv"
+        assert own.read_text() == (workdir / f"results/{table}.csv").read_text()
+        assert "Dataset: synthetic." in (workdir / f"results/{table}.md").read_text()
+
+
+def test_a_mesh_kind_method_is_fitted_evaluated_and_tabled_like_the_others(
+    workdir: Path, tmp_path: Path
+) -> None:
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    tiny["methods"]["nearest_train"] = {"model": {"name": "nearest_train", "samples": 5000}}
+    tiny["table1"] = ["nearest_train", *tiny["table1"]]
+    changed = tmp_path / "with_nearest.yaml"
+    changed.write_text(yaml.safe_dump(tiny))
+    output = snakemake(workdir, "results/table1.csv", configs=[CONFIGS[0], str(changed)])
+    assert "rule fit_mesh" in output and "rule train" not in output
+    table = pd.read_csv(workdir / "results/table1.csv")
+    assert list(table["method"]) == tiny["table1"]
+    row = table.set_index("method").loc["nearest_train"]
+    assert math.isfinite(row["chamfer_mm"]) and row["dim"] == 0
+    mesh = trimesh.load(workdir / "results/synthetic/meshes/nearest_train/3/3_mouth_stretch.ply")
+    train_sheets = [trimesh.load(p) for p in
+                    (workdir / "results/synthetic/preprocessed").glob("[12]/*.ply")]
+    assert any(len(s.vertices) == len(mesh.vertices)
+               and np.array_equal(s.vertices, mesh.vertices) for s in train_sheets)

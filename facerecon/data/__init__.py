@@ -1,6 +1,6 @@
 """Data sources, all written in FaceScape's layout, and the one interface every stage reads.
 
-Each source only *produces* a root in FaceScape's layout (facerecon.data.layout):
+Each source only *produces* a root in FaceScape's layout (facerecon.layout):
 ``synthetic`` builds it, ``ict`` builds it from the ICT-FaceKit model,
 ``facescape`` imports it from the user's archives. :class:`FaceDataset` then
 reads any such root the same way, so no later stage knows where scans came from.
@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
-from facerecon.data.layout import EXPRESSIONS, expression_number, landmarks_path, scan_path
-from facerecon.io import InputError, load_landmarks
+from facerecon.io import InputError, load_landmarks, save_landmarks, save_mesh
+from facerecon.layout import (
+    EXPRESSIONS,
+    expression_number,
+    landmarks_path,
+    scan_path,
+)
 
 
 @dataclass(frozen=True)
@@ -113,3 +119,12 @@ def build_selection(parser: argparse.ArgumentParser, args: argparse.Namespace
     subjects = sorted(set(args.only)) if args.only else range(1, args.subjects + 1)
     expressions = sorted(set(args.expressions)) if args.expressions else sorted(EXPRESSIONS)
     return subjects, expressions
+
+
+def write_scan(root: str | Path, subject_id: int, expression: int, mesh: trimesh.Trimesh,
+               landmarks_mm: np.ndarray) -> Path:
+    """Write one built scan and its 68 landmarks in FaceScape's layout; returns the OBJ path."""
+    path = scan_path(root, subject_id, expression)
+    save_mesh(mesh, path)
+    save_landmarks(landmarks_path(root, subject_id, expression), landmarks_mm)
+    return path

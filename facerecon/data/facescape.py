@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from facerecon import io
-from facerecon.data import archive, layout
+from facerecon import io, layout
+from facerecon.data import archive
 
 #: Vertices of a FaceScape topologically uniformed (TU) mesh.
 TU_VERTEX_COUNT = 26317

@@ -5,7 +5,7 @@ topology: ``neutral + w_id @ identity_deltas + w_exp @ expression_deltas``, in
 centimetres, face towards +z, head top towards +y. This module reads it either
 from the upstream ``FaceXModel/`` folder of OBJ files or from the packed ``.npz``
 (schema in ``/work/shared/ict-facekit/README.md``), and writes scans in
-FaceScape's layout (:mod:`facerecon.data.layout`):
+FaceScape's layout (:mod:`facerecon.layout`):
 
 - identity: one N(0, 1) weight per identity mode, drawn from
   ``np.random.default_rng([seed, subject_id])``, so a subject's files never
@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from facerecon import io
-from facerecon.data import add_build_arguments, archive, build_selection, layout
+from facerecon import io, layout
+from facerecon.data import add_build_arguments, archive, build_selection, write_scan
 
 CM_TO_MM = 10.0
 NEUTRAL_OBJ = "generic_neutral_mesh.obj"
@@ -272,9 +272,7 @@ def build_subject(model: IctModel, out_root: str | Path, subject_id: int, seed: 
     for expression in expressions:
         start = time.perf_counter()
         mesh, landmarks = make_scan(model, surface, identity_cm, expression)
-        path = layout.scan_path(out_root, subject_id, expression)
-        io.save_mesh(mesh, path)
-        io.save_landmarks(layout.landmarks_path(out_root, subject_id, expression), landmarks)
+        path = write_scan(out_root, subject_id, expression, mesh, landmarks)
         written.append(path)
         print(f"subject {subject_id} {layout.scan_name(expression)}: "
               f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces, "

@@ -43,8 +43,8 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 from skimage import measure
 
-from facerecon import io
-from facerecon.data import add_build_arguments, build_selection, layout
+from facerecon import io, layout
+from facerecon.data import add_build_arguments, build_selection, write_scan
 from facerecon.data._sdf_primitives import (
     Pts,
     ellipse_xz,
@@ -863,9 +863,7 @@ def build_subject(out_root: str | Path, subject_id: int, seed: int,
     for expression in expressions:
         start = time.perf_counter()
         mesh, landmarks = make_scan(subject, expression)
-        path = layout.scan_path(out_root, subject_id, expression)
-        io.save_mesh(mesh, path)
-        io.save_landmarks(layout.landmarks_path(out_root, subject_id, expression), landmarks)
+        path = write_scan(out_root, subject_id, expression, mesh, landmarks)
         written.append(path)
         print(f"subject {subject_id} {layout.scan_name(expression)}: "
               f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces, "

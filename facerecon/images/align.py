@@ -66,7 +66,7 @@ import numpy as np
 from skimage import filters, transform
 
 from facerecon.images import load_image, save_image, to_uint8
-from facerecon.io import N_LANDMARKS, InputError, run_cli
+from facerecon.io import InputError, load_landmarks, run_cli
 
 CROP_SIZE_PX = 256
 PADDING = 0.5  #: dlib get_face_chip padding: margin around the mean face, in its width
@@ -241,17 +241,7 @@ def detect_landmarks(image: np.ndarray, source: str) -> tuple[np.ndarray, int, b
 
 def read_landmarks_2d(path: str | os.PathLike) -> np.ndarray:
     """Read 68 ``x y`` rows (image pixels) -> (68, 2); InputError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: 2D landmark file not found")
-    try:
-        points = np.loadtxt(path, ndmin=2)
-    except ValueError as exc:
-        raise InputError(f"{path}: cannot parse 2D landmarks ({exc})") from exc
-    if points.shape != (N_LANDMARKS, 2) or not np.isfinite(points).all():
-        raise InputError(f"{path}: expected {N_LANDMARKS} rows of finite 'x y', "
-                         f"found an array of shape {points.shape}")
-    return points
+    return load_landmarks(path, dims=2)
 
 
 def align_image(image: np.ndarray, landmarks_px: np.ndarray | None = None, *,

@@ -1,25 +1,32 @@
-"""Model registry: every baseline and ablation is a config entry naming one of these.
+"""Method registry: every baseline and ablation is a config entry naming one of these.
 
-A registered model is an ``nn.Module`` built from a ModelConfig with
-``forward(points, z_id, z_exp) -> {'sdf': ...}`` and
-``get_loss_dict(batch, z_id, z_exp, weights) -> {name: weighted scalar}``.
+``MODELS`` holds the implicit models (the :class:`~facerecon.models.base.Model`
+contract: trained, fitted, meshed); ``MESH_METHODS`` the methods that answer a
+test scan with a mesh directly. Their names together are exactly those of
+``facerecon.config.MODEL_CONFIGS``, whose classes hold each one's settings.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from facerecon.config import ImplicitModelConfig
+from facerecon.models.base import Conditioning, LatentSpace, Model, Query
+from facerecon.models.codes import LatentCodes
+from facerecon.models.implicit import ImplicitFace
+from facerecon.models.nearest_train import nearest_train_mesh
 
-from facerecon.config import ModelConfig
-from facerecon.models.implicit import ImplicitFace, LatentCodes
-
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, type[Model]] = {
     "implicit": ImplicitFace,
 }
 
+MESH_METHODS = {
+    "nearest_train": nearest_train_mesh,
+}
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """Instantiate the registered model named by ``cfg.name``."""
+
+def build_model(cfg: ImplicitModelConfig) -> Model:
+    """Instantiate the registered implicit model named by ``cfg.name``."""
     return MODELS[cfg.name](cfg)
 
 
-__all__ = ["MODELS", "LatentCodes", "build_model"]
+__all__ = ["MESH_METHODS", "MODELS", "Conditioning", "LatentCodes", "LatentSpace", "Model",
+           "Query", "build_model"]

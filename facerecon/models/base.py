@@ -1,0 +1,98 @@
+"""The model contract: what every implicit (SDF) model gives training, fitting and meshing.
+
+Modelled on nerfstudio's ``Model``: a subclass builds itself from its own config
+dataclass, answers a typed :class:`Query` with a dict of tensors, returns its own
+loss dict and optimiser parameter groups, and names its latent spaces in
+:meth:`Model.latent_spec`, so that the trainer and the fitter build and optimise
+codes without knowing the model. Space is the unit sphere of the preprocessed
+scans (1 unit = radius_mm).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from facerecon.config import LossConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class LatentSpace:
+    """One code space of a model: ``dim`` numbers per subject or per scan."""
+
+    name: str
+    """Key of the code in :attr:`Conditioning.codes` (e.g. 'identity')."""
+    dim: int
+    """Size of one code."""
+    per: Literal["subject", "scan"]
+    """Training keeps one code per subject (shared by its scans) or one per scan."""
+
+
+@dataclass
+class Conditioning:
+    """Per-scan inputs of a query, batched over B scans.
+
+    The image, camera and landmarks are optional: a model that needs them says so
+    in its docstring and checks for them.
+    """
+
+    codes: dict[str, torch.Tensor]
+    """Latent space name -> (B, dim) codes."""
+    image: torch.Tensor | None = None
+    """(B, 3, 256, 256) aligned crop (images stage), values in [0, 1]."""
+    camera: torch.Tensor | None = None
+    """(B, 2, 4) weak-perspective projection of unit-sphere points to crop pixels."""
+    landmarks: torch.Tensor | None = None
+    """(B, 68, 3) landmarks in units."""
+
+
+@dataclass
+class Query:
+    """Points to evaluate, (B, N, 3) in units, with their scans' conditioning."""
+
+    points: torch.Tensor
+    cond: Conditioning
+
+    def at(self, points: torch.Tensor) -> Query:
+        """The same conditioning at other points (B, N', 3)."""
+        return dataclasses.replace(self, points=points)
+
+
+class Model(nn.Module, ABC):
+    """An implicit face model f(p | conditioning) -> signed distance, in units."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    @abstractmethod
+    def latent_spec(self) -> tuple[LatentSpace, ...]:
+        """The code spaces this model reads from :attr:`Conditioning.codes`."""
+
+    @abstractmethod
+    def forward(self, query: Query) -> dict[str, torch.Tensor]:
+        """'sdf': (B, N) signed distances in units, plus model-specific outputs."""
+
+    @abstractmethod
+    def get_loss_dict(self, batch: dict[str, torch.Tensor], cond: Conditioning,
+                      weights: LossConfig) -> dict[str, torch.Tensor]:
+        """Weighted scalar loss terms for one batch (see :func:`facerecon.batches.draw_points`
+        for ``batch``); their sum is the objective of training and of fitting."""
+
+    def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
+        """Optimiser groups of the network's weights (codes are the trainer's group)."""
+        return [{"name": "network", "params": list(self.parameters()), "lr": train.lr}]
+
+
+def sdf_with_gradient(model: Model, query: Query) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The model's outputs at ``query`` and d sdf / d p (B, N, 3), differentiable (for the
+    normal and eikonal terms, which need the double backward)."""
+    points = query.points.detach().requires_grad_(True)
+    out = model(query.at(points))
+    (grad,) = torch.autograd.grad(out["sdf"].sum(), points, create_graph=True)
+    return out, grad
