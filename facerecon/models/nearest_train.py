@@ -8,7 +8,8 @@ no more than a lookup table of its training set.
 Closeness is the protocol Chamfer of :mod:`facerecon.evaluate`: target and
 candidate are sampled area-uniformly (``samples`` points each, one seeded
 generator), the candidate samples are rigidly aligned onto the target samples
-by :func:`~facerecon.evaluate.rigid_icp`, and :func:`~facerecon.evaluate.chamfer_fscore`
+by :func:`~facerecon.geometry.distance.rigid_icp`, and
+:func:`~facerecon.geometry.distance.chamfer_fscore`
 gives ``chamfer_mm``. All meshes are in millimetres in the crop frame.
 """
 
@@ -21,8 +22,8 @@ import numpy as np
 import trimesh
 
 from facerecon.config import NearestTrainConfig
-from facerecon.evaluate import DEFAULT_THRESHOLD_MM, chamfer_fscore, rigid_icp
 from facerecon.geometry.align import apply_transform
+from facerecon.geometry.distance import DEFAULT_THRESHOLD_MM, chamfer_fscore, rigid_icp
 from facerecon.geometry.surface import sample_surface
 from facerecon.io import InputError
 
