@@ -44,8 +44,21 @@ class ScanSamples:
 def load_scan_samples(path: str | Path) -> ScanSamples:
     """Read a sample file written by facerecon.sample; errors name the file."""
     data = load_npz(path, SAMPLE_KEYS)
-    tensors = {k: torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in SAMPLE_KEYS[:4]}
-    if len(tensors["surface_points"]) == 0 or len(tensors["space_points"]) == 0:
+    arrays = {k: np.asarray(data[k]) for k in SAMPLE_KEYS[:4]}
+    for key, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.number) or array.ndim == 0:
+            raise InputError(f"{path}: {key} is not a numeric array (dtype {array.dtype}, "
+                             f"shape {array.shape})")
+    n_surface, n_space = len(arrays["surface_points"]), len(arrays["space_points"])
+    expected = {"surface_points": (n_surface, 3), "surface_normals": (n_surface, 3),
+                "space_points": (n_space, 3), "space_sdf": (n_space,)}
+    for key, shape in expected.items():
+        if arrays[key].shape != shape:
+            raise InputError(f"{path}: {key} has shape {arrays[key].shape}, expected {shape} "
+                             f"(surface_points {arrays['surface_points'].shape}, space_points "
+                             f"{arrays['space_points'].shape})")
+    tensors = {k: torch.from_numpy(a.astype(np.float32)) for k, a in arrays.items()}
+    if n_surface == 0 or n_space == 0:
         raise InputError(f"{path}: no surface or no space samples")
     for key, value in tensors.items():
         if not torch.isfinite(value).all():

@@ -13,6 +13,8 @@ import json
 import os
 import re
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,20 +33,45 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     ``suffix`` defaults to the target's own suffix, so writers that pick a
     format from the file name (trimesh, numpy) still see the right one.
+    A failure to write (disk full, file too large, no permission, a file where a
+    folder should be) becomes an InputError naming ``path``; the previous file at
+    ``path``, if any, is left as it was.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=suffix or "".join(target.suffixes)
-    )
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                   suffix=suffix or "".join(target.suffixes))
+        os.close(fd)
+    except OSError as exc:
+        raise _write_error(target, exc) from None
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        if not isinstance(exc, OSError) and not _is_write_failure(exc):
+            raise
+        raise _write_error(target, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _is_write_failure(exc: RuntimeError) -> bool:
+    """Whether a library's RuntimeError reports a failed write (torch's zip writer and
+    C++ streams do, instead of an OSError, when the disk is full)."""
+    text = str(exc).lower()
+    return "write" in text or "iostream" in text
+
+
+def _write_error(target: Path, exc: BaseException) -> InputError:
+    """One line naming ``target`` and why it could not be written."""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+    return InputError(f"{target}: cannot write ({reason})")
 
 
 def _umask() -> int:
@@ -72,8 +99,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(f"{path}: file not found")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    except (ValueError, OSError) as exc:  # JSONDecodeError, UnicodeDecodeError, EISDIR ...
+        raise InputError(f"{path}: not valid JSON ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
@@ -90,8 +118,11 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, n
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"{path}: not a readable .npz file, truncated or corrupt "
+                         f"({type(exc).__name__})") from None
+    except TypeError:  # np.load of a plain .npy gives an array, not an archive
+        raise InputError(f"{path}: not an .npz archive (a single .npy array?)") from None
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise InputError(f"{path}: missing arrays {missing}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -47,8 +48,12 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _save(path: Path, kind: str, version: int, payload: dict[str, Any]) -> None:
+    """Serialise in memory, then write the bytes atomically: a full disk is then an
+    OSError naming ``path`` (torch's own file writer reports it as an opaque RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save({"format": kind, "version": version, **payload}, buffer)
     with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"format": kind, "version": version, **payload}, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def _load(path: Path, kind: str, version: int, what: str) -> dict[str, Any]:

@@ -2,17 +2,24 @@
 
 import json
 import re
+import shlex
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from facerecon.config import TRAINING_SECTIONS, load_workflow_config, method_config, stage_json
+from facerecon.errors import InputError
 from facerecon.layout import expression_number, scan_name
 
 
-# defaults live in the dataclasses (facerecon.config), not in the schema
+try:  # our own checks first: one line naming the key, exit code 2, no traceback
+    CFG = load_workflow_config(config)
+except InputError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
+# then the schema (generated from the same dataclasses); defaults live in the dataclasses
 validate(config, "../workflow/schemas/config.schema.json", set_default=False)
-CFG = load_workflow_config(config)
 
 #: Every output of the configured dataset lives under this folder.
 DATA = f"results/{CFG.dataset}"

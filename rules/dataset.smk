@@ -27,9 +27,9 @@ if CFG.dataset == "synthetic":
         benchmark:
             f"{DATA}/benchmarks/synthetic_scan/{{subject}}/{{expression}}.tsv"
         shell:
-            "python -m facerecon.data.synthetic --out {params.root}"
+            "python -m facerecon.data.synthetic --out {params.root:q}"
             " --subjects {params.subjects} --seed {params.seed} --only {wildcards.subject}"
-            " --expressions {params.number} > {log} 2>&1"
+            " --expressions {params.number} > {log:q} 2>&1"
 
 
 if CFG.dataset == "ict":
@@ -51,8 +51,8 @@ if CFG.dataset == "ict":
         benchmark:
             f"{DATA}/benchmarks/ict_download.tsv"
         shell:
-            "python -m facerecon.data.download {params.url:q} --out {output}"
-            " {params.sha256} > {log} 2>&1"
+            "python -m facerecon.data.download {params.url:q} --out {output:q}"
+            " {params.sha256} > {log:q} 2>&1"
 
     rule ict_pack:
         input:
@@ -66,7 +66,7 @@ if CFG.dataset == "ict":
         benchmark:
             f"{DATA}/benchmarks/ict_pack.tsv"
         shell:
-            "python -m facerecon.data.ict pack --archive {input} --out {output} > {log} 2>&1"
+            "python -m facerecon.data.ict pack --archive {input:q} --out {output:q} > {log:q} 2>&1"
 
     rule ict_scan:
         input:
@@ -86,9 +86,9 @@ if CFG.dataset == "ict":
         benchmark:
             f"{DATA}/benchmarks/ict_scan/{{subject}}/{{expression}}.tsv"
         shell:
-            "python -m facerecon.data.ict build --model {input.model} --out {params.root}"
+            "python -m facerecon.data.ict build --model {input.model:q} --out {params.root:q}"
             " --subjects {params.subjects} --seed {params.seed} --only {wildcards.subject}"
-            " --expressions {params.number} > {log} 2>&1"
+            " --expressions {params.number} > {log:q} 2>&1"
 
 
 if CFG.dataset == "facescape":
@@ -135,7 +135,8 @@ if CFG.dataset == "facescape":
                 expressions=" ".join(
                     sorted({str(expression_number(e)) for _, e in scans}, key=int)
                 ),
-                images=f"--images {' '.join(FS.images)}" if FS.images else "",
+                images=(f"--images {' '.join(shlex.quote(p) for p in FS.images)}"
+                        if FS.images else ""),
                 limit=FS.max_uncompressed_gb,
             conda:
                 "../envs/geometry.yaml"
@@ -144,6 +145,6 @@ if CFG.dataset == "facescape":
             benchmark:
                 f"{DATA}/benchmarks/facescape_import_{part}.tsv"
             shell:
-                "python -m facerecon.data.facescape import {input} --dest {params.root}"
+                "python -m facerecon.data.facescape import {input:q} --dest {params.root:q}"
                 " --subjects {params.subjects} --expressions {params.expressions}"
-                " {params.images} --max-uncompressed-gb {params.limit} > {log} 2>&1"
+                " {params.images} --max-uncompressed-gb {params.limit} > {log:q} 2>&1"

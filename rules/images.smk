@@ -12,7 +12,7 @@ rule prepare_images:
         landmarks=f"{DATA}/images/{{subject}}/{{expression}}/landmarks2d.txt",
         camera=f"{DATA}/images/{{subject}}/{{expression}}/camera.json",
     params:
-        views=lambda w, input: f"--images-dir {input.views}" if input.views else "",
+        views=lambda w, input: f"--images-dir {shlex.quote(input.views)}" if input.views else "",
         out_dir=lambda w, output: Path(output.crop).parent,
     conda:
         "../envs/geometry.yaml"
@@ -21,8 +21,8 @@ rule prepare_images:
     benchmark:
         f"{DATA}/benchmarks/prepare_images/{{subject}}/{{expression}}.tsv"
     shell:
-        "python -m facerecon.images.prepare --scan {input.scan} --landmarks {input.landmarks}"
-        " {params.views} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m facerecon.images.prepare --scan {input.scan:q} --landmarks {input.landmarks:q}"
+        " {params.views} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 #: Scans shown in the alignment figure: the first expressions of the first test subject.
@@ -36,7 +36,7 @@ rule alignment_figure:
     output:
         "results/figures/alignment_overlay.png",
     params:
-        prepared=lambda w, input: " ".join(str(Path(c).parent) for c in input.cameras),
+        prepared=lambda w, input: [str(Path(c).parent) for c in input.cameras],
     conda:
         "../envs/geometry.yaml"
     log:
@@ -44,5 +44,5 @@ rule alignment_figure:
     benchmark:
         f"{DATA}/benchmarks/alignment_figure.tsv"
     shell:
-        "python -m facerecon.images.overlay --prepared {params.prepared}"
-        " --scans {input.scans} --out {output} > {log} 2>&1"
+        "python -m facerecon.images.overlay --prepared {params.prepared:q}"
+        " --scans {input.scans:q} --out {output:q} > {log:q} 2>&1"

@@ -295,3 +295,50 @@ def test_a_mesh_kind_method_is_fitted_evaluated_and_tabled_like_the_others(
                     (workdir / "results/synthetic/preprocessed").glob("[12]/*.ply")]
     assert any(len(s.vertices) == len(mesh.vertices)
                and np.array_equal(s.vertices, mesh.vertices) for s in train_sheets)
+
+
+def test_an_archive_path_with_a_space_imports(tmp_path: Path, tu_archive: Path) -> None:
+    folder = tmp_path / "my archives"
+    folder.mkdir()
+    archive = folder / tu_archive.name
+    archive.write_bytes(tu_archive.read_bytes())
+    split = {"train_subjects": [1], "test_subjects": [2], "train_expressions": [1],
+             "test_expressions": [5]}
+    configs = overlay(tmp_path, {"dataset": "facescape",
+                                 "facescape": {"archives": [str(archive)], "split": split}})
+    work = tmp_path / "work dir"
+    snakemake(work, "results/facescape/raw/2/models_reg/5_jaw_left.obj", configs=configs)
+    assert (work / "results/facescape/raw/2/models_reg/5_jaw_left.landmarks.txt").is_file()
+
+
+@pytest.mark.parametrize("secret", ["s3cret-QZ7-XK9\r", "s3cret-QZ7\nXK9-tail"])
+def test_a_token_with_control_characters_never_prints(tmp_path: Path, tu_archive: Path,
+                                                      secret: str) -> None:
+    """The workflow refuses the token before any request, and the secret (or a part of it)
+    appears in no output, log or result."""
+    handler = functools.partial(TokenHandler, directory=str(tu_archive.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{tu_archive.name}"
+        split = {"train_subjects": [1], "test_subjects": [2], "train_expressions": [1, 5],
+                 "test_expressions": [5]}
+        configs = overlay(tmp_path, {"dataset": "facescape", "facescape": {
+            "urls": [url], "token_env": "FACESCAPE_TOKEN", "split": split}})
+        work = tmp_path / "work"
+        cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow/Snakefile"), "results/table1.csv",
+               "-d", str(work), "--cores", "2", "--configfile", *configs]
+        result = subprocess.run(cmd, cwd=REPO, env={**ENV, "FACESCAPE_TOKEN": secret},
+                                capture_output=True, text=True, check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode != 0
+    assert "FACESCAPE_TOKEN" in result.stdout + result.stderr
+    parts = [p for p in secret.replace("\r", "\n").split("\n") if p]
+    for part in parts:
+        assert part not in result.stdout + result.stderr
+        for path in work.rglob("*"):
+            if path.is_file():
+                assert part.encode() not in path.read_bytes(), path

@@ -5,9 +5,11 @@ through :func:`extract`, which:
 
 1. lists and checks EVERY member first: no absolute paths, no ``..``
    components, no symlinks, hard links, devices, FIFOs or other special
-   members (zip external attributes carry the unix mode), and a declared total
+   members (zip external attributes carry the unix mode), a declared total
    uncompressed size within the limit (zip and tar readers never return more
-   than a member's declared size, so this bounds the output);
+   than a member's declared size, so this bounds the output), no path stored
+   twice with different contents (identical copies are accepted and extracted
+   once) and no file whose path is also a folder of another member;
 2. only then extracts the selected members into a temporary sibling of the
    destination and moves them into place (one rename when the destination is
    new, one ``os.replace`` per file otherwise).
@@ -21,6 +23,7 @@ followed, since it is the user's own tree, and no size limit applies).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -29,6 +32,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +53,8 @@ class Member:
     name: str
     size_bytes: int
     kind: str  # file, dir, symlink, hard link, device, fifo or special
+    index: int = -1  # position among the archive's entries (-1: a file of a folder)
+    crc: int | None = None  # CRC-32 of a zip entry's data (None in tars and folders)
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
@@ -110,9 +116,11 @@ def list_members(source: str | os.PathLike) -> list[Member]:
     try:
         if kind == "zip":
             with zipfile.ZipFile(source) as zf:
-                return [Member(i.filename, i.file_size, _zip_kind(i)) for i in zf.infolist()]
+                return [Member(i.filename, i.file_size, _zip_kind(i), n, i.CRC)
+                        for n, i in enumerate(zf.infolist())]
         with tarfile.open(source, "r:*") as tf:
-            return [Member(i.name, i.size, _tar_kind(i)) for i in tf.getmembers()]
+            return [Member(i.name, i.size, _tar_kind(i), n)
+                    for n, i in enumerate(tf.getmembers())]
     except _ARCHIVE_ERRORS as exc:
         raise InputError(f"{source}: unreadable archive ({type(exc).__name__}: {exc})") from None
 
@@ -129,14 +137,106 @@ def unsafe_reason(name: str) -> str | None:
     return None
 
 
+def target_path(name: str) -> str:
+    """The path a member name lands on under the destination, as pathlib reads it on POSIX:
+    empty and '.' components dropped ('./a//b/' -> 'a/b'; '' for the destination itself).
+
+    Only '/' separates: a backslash is an ordinary character of a Linux file name. Case
+    and Unicode form are kept as stored: Linux file names are case-sensitive, so 'A/b' and
+    'a/b' are two different files, not a duplicate (on a case-insensitive file system such
+    as macOS's or Windows' default they would collide; this code targets Linux).
+    """
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
+def _clashes(entries: list[tuple[str, str, bool]]) -> dict[str, tuple[str, str]]:
+    """File/folder clashes among (name, target path, is a file) entries: target path of each
+    clashing file -> (the file's name, the name of one entry needing that path as a folder:
+    an entry below it, or a directory entry of the same path)."""
+    files = {path: name for name, path, is_file in entries if is_file}
+    found: dict[str, tuple[str, str]] = {}
+    for name, path, is_file in entries:
+        if not is_file and path in files:  # directory entry 'a/b/' beside a file 'a/b'
+            found.setdefault(path, (files[path], name))
+        parts = path.split("/")
+        for depth in range(1, len(parts)):  # every proper ancestor folder of the entry
+            ancestor = "/".join(parts[:depth])
+            if ancestor in files:
+                found.setdefault(ancestor, (files[ancestor], name))
+    return found
+
+
+def _sha256(stream: BinaryIO) -> bytes:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.digest()
+
+
+def _digests(source: Path, members: list[Member]) -> dict[int, bytes]:
+    """SHA-256 of the data of the given archive entries, by entry index (reads only these)."""
+    digests = {}
+    try:
+        if _format(source) == "zip":
+            with zipfile.ZipFile(source) as zf:
+                infos = zf.infolist()
+                for member in members:
+                    with zf.open(infos[member.index]) as stream:
+                        digests[member.index] = _sha256(stream)
+        else:
+            with tarfile.open(source, "r:*") as tf:
+                infos = tf.getmembers()
+                for member in members:
+                    stream = tf.extractfile(infos[member.index])
+                    assert stream is not None  # a regular file: only those are compared
+                    with stream:
+                        digests[member.index] = _sha256(stream)
+    except _ARCHIVE_ERRORS as exc:
+        raise InputError(f"{source}: unreadable archive ({type(exc).__name__}: {exc})") from None
+    return digests
+
+
+def _conflicts(source: Path, members: list[Member]) -> list[str]:
+    """Duplicated files with different contents and file/folder clashes, over all members.
+
+    Copies of one path (as :func:`target_path` resolves it) are identical when their sizes
+    and zip CRCs agree and then their SHA-256 digests too: only such candidates are read.
+    """
+    copies: dict[str, list[Member]] = {}
+    for member in members:
+        if member.kind == "file":
+            copies.setdefault(target_path(member.name), []).append(member)
+    duplicated = {path: group for path, group in copies.items() if len(group) > 1}
+    candidates = [m for group in duplicated.values()
+                  if len({(m.size_bytes, m.crc) for m in group}) == 1 for m in group]
+    digests = _digests(source, candidates) if candidates else {}
+    problems = []
+    for group in duplicated.values():
+        if len({(m.size_bytes, m.crc, digests.get(m.index)) for m in group}) > 1:
+            names = " and ".join(f"'{n}'" for n in dict.fromkeys(m.name for m in group))
+            problems.append(f"{names} ({len(group)} copies with different contents)")
+    clashes = _clashes([(m.name, target_path(m.name), m.kind == "file") for m in members])
+    problems.extend(f"file '{file}' vs '{other}' (a path cannot be both a file and a folder)"
+                    for file, other in clashes.values())
+    return problems
+
+
 def check_members(source: str | os.PathLike, members: list[Member],
                   max_uncompressed_bytes: int | None) -> None:
-    """Refuse the whole archive if any member is unsafe or the total is too large."""
+    """Refuse the whole archive if any member is unsafe, the total is too large, a path is
+    stored twice with different contents or a file's path is also a folder of another member.
+
+    Pass every member of the archive (:func:`list_members`): the checks compare each member
+    with all the others, whatever selection is extracted afterwards. The contents of
+    duplicated members of equal size (and zip CRC) are read to prove them identical.
+    """
     problems = []
     for member in members:
         reason = unsafe_reason(member.name)
         if reason is None and member.kind not in ("file", "dir"):
             reason = f"{member.kind} member"
+        if reason is None and member.kind == "file" and not target_path(member.name):
+            reason = "file without a name"
         if reason:
             problems.append(f"'{member.name}' ({reason})")
     if problems:
@@ -148,17 +248,26 @@ def check_members(source: str | os.PathLike, members: list[Member],
         raise InputError(f"{source}: refused, declared uncompressed size {total:,} bytes exceeds "
                          f"the limit of {max_uncompressed_bytes:,} bytes (largest member "
                          f"'{largest.name}', {largest.size_bytes:,} bytes)")
+    conflicts = _conflicts(Path(source), members)
+    if conflicts:
+        shown = ", ".join(conflicts[:_SHOWN]) + (" ..." if len(conflicts) > _SHOWN else "")
+        raise InputError(f"{source}: refused, {len(conflicts)} conflicting member(s): {shown}")
 
 
 def inventory(source: str | os.PathLike, max_uncompressed_bytes: int | None) -> list[str]:
-    """Names of the regular files of a checked archive or folder (see :func:`check_members`).
+    """Names of the regular files of a checked archive or folder (see :func:`check_members`),
+    each path once: of identical copies, only the first name is listed.
 
     Folders have no size limit: they are already on disk.
     """
     members = list_members(source)
     limit = None if Path(source).is_dir() else max_uncompressed_bytes
     check_members(source, members, limit)
-    return [m.name for m in members if m.kind == "file"]
+    first = {}
+    for member in members:
+        if member.kind == "file":
+            first.setdefault(target_path(member.name), member.name)
+    return list(first.values())
 
 
 @contextmanager
@@ -198,6 +307,9 @@ def extract(source: str | os.PathLike, dest: str | os.PathLike,
             max_uncompressed_bytes: int | None) -> list[Path]:
     """Check the whole archive, then extract ``members`` (member name -> path relative to
     ``dest``; default: every file under its own name) atomically; returns the paths written.
+
+    The checks (:func:`check_members`) cover every member of the archive, not only the
+    selected ones, and all run before anything is written.
     """
     source, dest = Path(source), Path(dest)
     names = inventory(source, max_uncompressed_bytes)
@@ -208,6 +320,11 @@ def extract(source: str | os.PathLike, dest: str | os.PathLike,
     bad_targets = [t for t in selection.values() if unsafe_reason(t)]
     if bad_targets:
         raise ValueError(f"extraction targets would leave the destination: {bad_targets}")
+    targets = Counter(target_path(t) for t in selection.values())
+    shared = sorted(t for t, count in targets.items() if count > 1 or not t)
+    clashes = _clashes([(t, t, True) for t in targets])
+    if shared or clashes:
+        raise ValueError(f"extraction targets collide: {shared or list(clashes.values())}")
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.extract-"))

@@ -7,6 +7,21 @@ or a cookie), so this module:
   request (a server that ignores Range and answers 200 restarts from zero);
 - retries with exponential back-off on connection errors, truncated bodies,
   429 and 5xx answers (an attempt that grew ``FILE.part`` resets the count);
+- takes a body for whole only when its end is known: the ``Content-Length`` of a
+  200 answer or the total of a 206 answer's ``Content-Range`` is reached, or the
+  expected ``size`` is. Without a length from the server (and without ``size``)
+  a body that ended when the connection closed is only a lower bound, so it
+  counts as complete only if it came chunked and ended with the terminating
+  zero-length chunk (a connection lost mid-chunk is a truncated body, retried),
+  or if the server confirms the length: a HEAD answer whose ``Content-Length``
+  equals the bytes received, or a ``Range: bytes=N-`` probe (``N`` the bytes
+  received) answered 416 (nothing past the end; a ``Content-Range: bytes */M``
+  with it must say ``M = N``) or 206 with a ``Content-Range`` total of ``N``.
+  A body that is neither is retried like a truncated one and finally refused.
+  With ``sha256`` given, a body without a length is taken as is (no probe) and
+  the hash decides: the server's word on the length is only as good as the
+  server, and setting ``sha256`` is the only certain check that the file is whole
+  (and the right one);
 - verifies the size and SHA-256 when given (a mismatch deletes ``FILE.part``)
   and renames ``FILE.part`` to ``FILE`` only when complete and verified;
 - skips the download when ``FILE`` already exists and verifies;
@@ -15,7 +30,11 @@ or a cookie), so this module:
   by default; any other header name carries the value as is), never to another
   origin after a redirect; the secret and URL query strings (which may carry
   signatures) never appear in progress lines, errors or files: URLs are shown
-  as ``https://host/path?…``.
+  as ``https://host/path?…``. A secret with a control character (a trailing
+  CR/LF from a file, say) or a non-ASCII one, and a header name that is not an
+  RFC 7230 token, are refused before any request, with a message that names the
+  variable and the problem but shows no part of the value (nor the header name,
+  in case it was given the secret by mistake); redirects go to http(s) URLs only.
 
 Command line::
 
@@ -35,6 +54,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from email.message import Message
 from pathlib import Path
 
 from facerecon import io
@@ -86,27 +106,62 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 class _DropSecretOnRedirect(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but never send the secret header to another origin."""
+    """Follow redirects to http(s) URLs only (a HEAD stays a HEAD), but never send the secret
+    header to another origin."""
 
     def __init__(self, secret_header: str | None) -> None:
         self.secret_header = secret_header
 
     def redirect_request(self, req: urllib.request.Request, fp: object, code: int, msg: str,
                          headers: object, newurl: str) -> urllib.request.Request | None:
+        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+            return None  # not followed: urllib raises HTTPError for the 3xx
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and req.get_method() == "HEAD":
+            new.method = "HEAD"  # urllib would turn a redirected HEAD into a GET
         if new is not None and self.secret_header and _origin(newurl) != _origin(req.full_url):
             new.remove_header(self.secret_header.capitalize())
         return new
 
 
+#: RFC 7230 ``token``: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: C0 controls (CR, LF, tab, NUL, ...), DEL and the C1 controls.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _secret_problem(value: str) -> str | None:
+    """What makes ``value`` unfit for a header, in words that show no part of it."""
+    if _CONTROL_CHARS.search(value):
+        at_end = not _CONTROL_CHARS.search(value.rstrip("".join(map(chr, range(0x20)))))
+        return ("contains a control character (CR/LF/tab/DEL/...)"
+                + (" at its end (a trailing newline from a file or echo?)" if at_end else ""))
+    if not value.isascii():
+        return "contains a non-ASCII character (tokens and cookies are ASCII)"
+    return None
+
+
 def secret_header(token_env: str | None, header_name: str) -> dict[str, str]:
-    """The header carrying the secret from ``$token_env`` (empty without ``token_env``)."""
+    """The header carrying the secret from ``$token_env`` (empty without ``token_env``).
+
+    Refuses a header name that is not an RFC 7230 token and a value with a control or
+    non-ASCII character, naming the variable but never showing the value (http.client
+    would quote it in its error) nor the name (in case it holds the secret by mistake).
+    """
     if not token_env:
         return {}
+    if not _HEADER_NAME.fullmatch(header_name):
+        raise DownloadError("the header name for the secret (--header-name) is not an HTTP "
+                            "token (RFC 7230: letters, digits and !#$%&'*+-.^_`|~ only, no "
+                            "spaces, colons or control characters); not shown")
     value = os.environ.get(token_env, "")
     if not value:
         raise DownloadError(f"environment variable {token_env} (the download secret) is not set "
                             f"or empty")
+    problem = _secret_problem(value)
+    if problem:
+        raise DownloadError(f"environment variable {token_env} (the download secret) {problem}; "
+                            f"its value is not shown")
     if header_name.lower() == "authorization" and " " not in value:
         value = f"Bearer {value}"  # a bare token; 'Basic …' and the like are sent as is
     return {header_name: value}
@@ -163,11 +218,69 @@ def _content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(match[1]), None if match[2] == "*" else int(match[2])
 
 
-def _attempt(opener: urllib.request.OpenerDirector, url: str, headers: dict[str, str],
-             part: Path, size: int | None, timeout_s: float, progress_every_s: float) -> None:
-    """One request, appending to ``part`` from where it ends (or rewriting it from zero).
+def _length(value: str | None) -> int | None:
+    """A ``Content-Length`` header's value as a number (None if absent or malformed)."""
+    value = (value or "").strip()
+    return int(value) if value.isdigit() else None
 
-    Raises _Retryable for transient trouble and DownloadError for the rest.
+
+def _probe(opener: urllib.request.OpenerDirector, request: urllib.request.Request,
+           timeout_s: float) -> tuple[int, Message] | None:
+    """Status and headers of the answer to ``request`` (its body left unread), or None when
+    no answer came."""
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code, exc.headers
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError):
+        return None
+
+
+def _confirm_length(opener: urllib.request.OpenerDirector, url: str, headers: dict[str, str],
+                    n_bytes: int, timeout_s: float) -> None:
+    """Return if the server confirms that the file is ``n_bytes`` long: a HEAD answer with
+    that Content-Length, else a ``Range: bytes=n_bytes-`` probe answered 416 (with no
+    ``Content-Range`` or ``bytes */n_bytes``) or 206 with a ``Content-Range`` total of
+    ``n_bytes``; raise _Retryable otherwise (saying so when the server tells of more bytes)."""
+    def truncated(total_bytes: int) -> _Retryable:
+        return _Retryable(f"connection closed after {n_bytes:,} of {total_bytes:,} bytes "
+                          f"(no length sent with the body)")
+
+    head = _probe(opener, urllib.request.Request(url, headers=headers, method="HEAD"),
+                  timeout_s)
+    head_bytes = _length(head[1].get("Content-Length")) if head and head[0] == 200 else None
+    if head_bytes == n_bytes:
+        return
+    if head_bytes is not None and head_bytes > n_bytes:
+        raise truncated(head_bytes)
+    probe = _probe(opener, urllib.request.Request(
+        url, headers=dict(headers, Range=f"bytes={n_bytes}-")), timeout_s)
+    if probe is not None:
+        status, probe_headers = probe
+        range_value = (probe_headers.get("Content-Range") or "").strip()
+        if status == 416 and (not range_value or range_value == f"bytes */{n_bytes}"):
+            return  # nothing past byte n_bytes
+        content_range = _content_range(range_value)
+        total_bytes = content_range[1] if status == 206 and content_range else None
+        if total_bytes == n_bytes:
+            return
+        if total_bytes is not None and total_bytes > n_bytes:
+            raise truncated(total_bytes)
+    raise _Retryable(f"the server sent {n_bytes:,} bytes without a length and did not confirm "
+                     f"it (neither a HEAD Content-Length nor a Range answer), so the length "
+                     f"could not be confirmed; setting sha256 is the only certain check")
+
+
+def _attempt(opener: urllib.request.OpenerDirector, url: str, headers: dict[str, str],
+             part: Path, size: int | None, sha256_given: bool, timeout_s: float,
+             progress_every_s: float) -> None:
+    """One request, appending to ``part`` from where it ends (or rewriting it from zero);
+    returns only when ``part`` is complete by the rule in the module docstring.
+
+    Raises _Retryable for transient trouble (a short or unconfirmed body included) and
+    DownloadError for the rest.
     """
     offset = part.stat().st_size if part.exists() else 0
     request_headers = dict(headers, **({"Range": f"bytes={offset}-"} if offset else {}))
@@ -181,14 +294,22 @@ def _attempt(opener: urllib.request.OpenerDirector, url: str, headers: dict[str,
             raise _Retryable(f"HTTP 416 for a range from byte {offset:,}") from None
         if exc.code == 429 or exc.code >= 500:
             raise _Retryable(f"HTTP {exc.code} {exc.reason}") from None
+        if 300 <= exc.code < 400:  # urllib's reason for a redirect it refused quotes the URL
+            raise DownloadError(f"{redact_url(url)}: HTTP {exc.code}, a redirect not followed "
+                                f"(to a URL other than http(s), or a loop)") from None
         hint = " (check the secret or whether the link expired)" if exc.code in (401, 403) else ""
         raise DownloadError(f"{redact_url(url)}: HTTP {exc.code} {exc.reason}{hint}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise _Retryable(_describe(exc)) from None
+    except ValueError as exc:  # e.g. http.client refusing a header: its message quotes the value
+        raise DownloadError(f"{redact_url(url)}: the request could not be sent "
+                            f"({type(exc).__name__}: a character in the URL or a header that "
+                            f"HTTP cannot carry)") from None
 
     with response:
-        length = response.headers.get("Content-Length")
-        length_bytes = int(length) if length and length.isdigit() else None
+        # a chunked body ends with its terminator; http.client ignores a Content-Length with it
+        chunked = bool(getattr(response, "chunked", False))
+        length_bytes = None if chunked else _length(response.headers.get("Content-Length"))
         content_range = _content_range(response.headers.get("Content-Range"))
         if response.status == 206:
             if not content_range or content_range[0] != offset:
@@ -222,6 +343,23 @@ def _attempt(opener: urllib.request.OpenerDirector, url: str, headers: dict[str,
         progress.update(0, final=True)
     if length_bytes is not None and received < length_bytes:
         raise _Retryable(f"connection closed after {received:,} of {length_bytes:,} bytes")
+    done_bytes = offset + received
+    if total_bytes is not None:
+        if done_bytes > total_bytes:
+            part.unlink()
+            raise _Retryable(f"{done_bytes:,} bytes, more than the {total_bytes:,} the server "
+                             f"announced; starting over")
+        if done_bytes < total_bytes:  # a 206 that stopped short of the end
+            raise _Retryable(f"the server sent up to byte {done_bytes:,} of {total_bytes:,}")
+    elif size is not None:
+        if done_bytes < size:
+            raise _Retryable(f"connection closed after {done_bytes:,} of {size:,} bytes "
+                             f"(no length sent with the body)")
+    elif not (chunked and response.status == 200) and not sha256_given:
+        # the connection closed without a length: a lower bound unless the server confirms
+        # (a chunked 200 that read to its end had its terminator: http.client raises
+        # IncompleteRead otherwise, retried above; a chunked 206 ends its range, not the file)
+        _confirm_length(opener, url, headers, done_bytes, timeout_s)
 
 
 def download(url: str, out: str | os.PathLike, *, sha256: str | None = None,
@@ -255,7 +393,8 @@ def download(url: str, out: str | os.PathLike, *, sha256: str | None = None,
             else:
                 break  # complete from an earlier run
         try:
-            _attempt(opener, url, headers, part, size, timeout_s, progress_every_s)
+            _attempt(opener, url, headers, part, size, sha256 is not None, timeout_s,
+                     progress_every_s)
             break
         except _Retryable as exc:
             part_bytes = part.stat().st_size if part.exists() else 0

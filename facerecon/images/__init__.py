@@ -39,7 +39,9 @@ def load_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
             warnings.simplefilter("ignore")
             image = io.imread(path)
     except Exception as exc:  # imageio and PIL raise many types for unreadable files
-        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+        first_line = (str(exc).splitlines() or [""])[0]  # not imageio's plugin install hints
+        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: "
+                         f"{first_line})") from None
     image = np.asarray(image)
     converted = None
     if image.ndim == 3 and image.shape[2] in (2, 4):  # gray + alpha, RGBA
