@@ -37,3 +37,33 @@ def gate_smoothness(alpha: torch.Tensor, alpha_neighbour: torch.Tensor) -> torch
 def gate_entropy(alpha: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """E[-sum_k alpha_k log alpha_k] (eq. 10): low when points pick few experts. alpha: (..., K)."""
     return -(alpha * (alpha + eps).log()).sum(dim=-1).mean()
+
+
+def landmark_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean distance between predicted and target landmarks (ImFace's landmark
+    terms). pred, target: (B, 68, 3) in units."""
+    return (pred - target).norm(dim=-1).mean()
+
+
+def gate_supervision(alpha: torch.Tensor, labels: torch.Tensor, eps: float = 1e-8
+                     ) -> torch.Tensor:
+    """Cross-entropy of the gate's soft assignment against landmark-based region labels
+    (sec. 2.2): mean of -log alpha[label], alpha clamped to >= eps. alpha: (B, N, K)
+    summing to 1; labels: (B, N) long in [0, K). log(K) for uniform alpha."""
+    picked = alpha.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
+    return -picked.clamp_min(eps).log().mean()
+
+
+def sdf_correction(delta: torch.Tensor) -> torch.Tensor:
+    """Mean |delta| (ImFace's SDF-correction penalty): keeps the residual SDF term small.
+    delta: (B, N) in units."""
+    return delta.abs().mean()
+
+
+def neutral_deformation(displacement: torch.Tensor, is_neutral: torch.Tensor) -> torch.Tensor:
+    """Mean norm of the expression field's displacement over neutral scans only (ImFace's
+    disentangling term: a neutral face needs no expression deformation); 0 if the batch
+    has none. displacement: (B, N, 3) in units; is_neutral: (B,) bool."""
+    if not bool(is_neutral.any()):
+        return displacement.new_zeros(())
+    return displacement[is_neutral.bool()].norm(dim=-1).mean()

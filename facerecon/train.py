@@ -31,7 +31,6 @@ from facerecon.batches import (
 )
 from facerecon.config import (
     TRAINING_SECTIONS,
-    ImplicitModelConfig,
     TrainConfig,
     add_config_arguments,
     parse_config_arguments,
@@ -68,7 +67,7 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
     model_cfg, t = sections["model"], sections["train"]
     if not method:
         raise InputError("--config: the method's name ('method') is missing")
-    if not isinstance(model_cfg, ImplicitModelConfig):
+    if model_cfg.kind != "implicit":
         raise InputError(f"method {method!r}: model {model_cfg.name!r} is not trained "
                          "(it is of the 'mesh' kind)")
     device = setup_torch(device_name, threads, t.seed)

@@ -109,7 +109,8 @@ class TrainedModel:
         """The network (eval mode, weights frozen) and the training code tables."""
         model = build_model(self.method_config.model)
         model.load_state_dict(self.network)
-        codes = LatentCodes(model.latent_spec(), len(self.subjects), len(self.scans))
+        with torch.random.fork_rng(devices=[]):  # loaded, not drawn: leave the global RNG
+            codes = LatentCodes(model.latent_spec(), len(self.subjects), len(self.scans))
         codes.load_state_dict(self.codes)
         return model.to(device).eval().requires_grad_(False), codes.to(device)
 
