@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from facerecon.config import LossConfig
-from facerecon.io import InputError, load_npz
+from facerecon.io import N_LANDMARKS, InputError, load_npz
 from facerecon.models import Conditioning, Model
 
 SAMPLE_KEYS = (
@@ -22,6 +22,7 @@ SAMPLE_KEYS = (
     "surface_normals",
     "space_points",
     "space_sdf",
+    "landmarks",
     "subject",
     "expression",
     "radius_mm",
@@ -39,6 +40,12 @@ class ScanSamples:
     surface_normals: torch.Tensor  # (S, 3)
     space_points: torch.Tensor  # (M, 3)
     space_sdf: torch.Tensor  # (M,)
+    landmarks: torch.Tensor  # (68, 3), units
+
+    @property
+    def is_neutral(self) -> bool:
+        """Whether this is the subject's neutral scan (FaceScape expression 1)."""
+        return self.expression == "1_neutral"
 
 
 def load_scan_samples(path: str | Path) -> ScanSamples:
@@ -57,7 +64,12 @@ def load_scan_samples(path: str | Path) -> ScanSamples:
             raise InputError(f"{path}: {key} has shape {arrays[key].shape}, expected {shape} "
                              f"(surface_points {arrays['surface_points'].shape}, space_points "
                              f"{arrays['space_points'].shape})")
+    landmarks = np.asarray(data["landmarks"])
+    if landmarks.shape != (N_LANDMARKS, 3) or not np.issubdtype(landmarks.dtype, np.number):
+        raise InputError(f"{path}: landmarks have shape {landmarks.shape}, expected "
+                         f"({N_LANDMARKS}, 3)")
     tensors = {k: torch.from_numpy(a.astype(np.float32)) for k, a in arrays.items()}
+    tensors["landmarks"] = torch.from_numpy(landmarks.astype(np.float32))
     if n_surface == 0 or n_space == 0:
         raise InputError(f"{path}: no surface or no space samples")
     for key, value in tensors.items():
@@ -93,7 +105,8 @@ def draw_points(
     """Draw the same number of points from each scan (with replacement) for one step.
 
     Returns 'surface_points' (B,S,3), 'surface_normals' (B,S,3), 'space_points' (B,M,3),
-    'space_sdf' (B,M) on ``device``, with S = round(points_per_scan * surface_fraction).
+    'space_sdf' (B,M), the scans' 'landmarks' (B,68,3) and whether each is 'neutral' (B,)
+    on ``device``, with S = round(points_per_scan * surface_fraction).
     """
     n_surface = int(round(points_per_scan * surface_fraction))
     n_space = points_per_scan - n_surface
@@ -107,7 +120,10 @@ def draw_points(
         parts["surface_normals"].append(scan.surface_normals[i])
         parts["space_points"].append(scan.space_points[j])
         parts["space_sdf"].append(scan.space_sdf[j])
-    return {k: torch.stack(v).to(device) for k, v in parts.items()}
+    batch = {k: torch.stack(v).to(device) for k, v in parts.items()}
+    batch["landmarks"] = torch.stack([scan.landmarks for scan in scans]).to(device)
+    batch["neutral"] = torch.tensor([scan.is_neutral for scan in scans], device=device)
+    return batch
 
 
 def optimisation_step(model: Model, batch: dict[str, torch.Tensor], cond: Conditioning,

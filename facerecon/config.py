@@ -272,12 +272,62 @@ class I3dmmModelConfig:
         return {"multiscale": False, "local_experts": False}
 
 
+@dataclass
+class PaperModelConfig:
+    """The paper's face model on ImFace's structure: Landmark-Net, an expression and an
+    identity SE(3) deformation field (landmark-centred mini-nets), a template SDF and a
+    code-conditioned SDF correction decoded by K local experts with a gating network
+    (facerecon.models.paper). experts = 1 is ImFace's single correction network."""
+
+    kind: ClassVar[MethodKind] = "implicit"
+
+    name: Literal["paper"] = "paper"
+    """Model class in the registry (facerecon.models.MODELS)."""
+    id_dim: Annotated[int, Bounds(ge=1)] = 128
+    """Size of the identity code z_id (paper: 128)."""
+    exp_dim: Annotated[int, Bounds(ge=1)] = 128
+    """Size of the expression code z_exp (paper: 128)."""
+    pe_frequencies: Annotated[int, Bounds(ge=0)] = 6
+    """L of the Fourier encoding of template-space points (eq. 4)."""
+    landmark_hidden_dim: Annotated[int, Bounds(ge=1)] = 256
+    """Width of Landmark-Net's three-layer MLPs."""
+    deform_hidden_dim: Annotated[int, Bounds(ge=1)] = 128
+    """Width of each deformation mini-net (a hyper-SIREN)."""
+    deform_layers: Annotated[int, Bounds(ge=1)] = 3
+    """Hidden layers of each mini-net."""
+    hyper_hidden_dim: Annotated[int, Bounds(ge=1)] = 64
+    """Width of the hypernetworks that make the mini-nets' weights from a code."""
+    template_hidden_dim: Annotated[int, Bounds(ge=1)] = 256
+    """Width of the template SDF network."""
+    template_layers: Annotated[int, Bounds(ge=1)] = 4
+    """Hidden layers of the template SDF network."""
+    hidden_dim: Annotated[int, Bounds(ge=1)] = 128
+    """Width of each correction expert."""
+    hidden_layers: Annotated[int, Bounds(ge=1)] = 3
+    """Hidden layers of each correction expert."""
+    experts: Annotated[int, Bounds(ge=1)] = 8
+    """Local experts (paper: 8 regions); 1 is ImFace's single correction network."""
+    gate_hidden_dim: Annotated[int, Bounds(ge=1)] = 64
+    """Width of the two-layer gating network."""
+
+    @property
+    def latent_dim(self) -> int:
+        """Latent dimension reported in Table 1 (identity + expression)."""
+        return self.id_dim + self.exp_dim
+
+    @property
+    def components(self) -> dict[str, bool]:
+        """Which of the paper's components this model uses (Table 2's columns)."""
+        return {"multiscale": False, "local_experts": self.experts > 1}
+
+
 #: Every registered model's config class, by its ``name``; facerecon.models.MODELS has the
 #: same keys (a test checks it). A model section is parsed into the class its name selects.
 MODEL_CONFIGS: dict[str, type] = {"implicit": ImplicitModelConfig,
                                   "i3dmm": I3dmmModelConfig,
+                                  "paper": PaperModelConfig,
                                   "nearest_train": NearestTrainConfig}
-ModelConfig = ImplicitModelConfig | I3dmmModelConfig | NearestTrainConfig
+ModelConfig = ImplicitModelConfig | I3dmmModelConfig | PaperModelConfig | NearestTrainConfig
 DEFAULT_MODEL = "implicit"
 
 
@@ -299,6 +349,22 @@ class LossConfig:
     """Gating entropy: weight times E[-sum alpha log alpha] (paper eq. 10)."""
     smooth_sigma: Annotated[float, Bounds(gt=0)] = 0.01
     """Standard deviation of the neighbour offset delta for the smoothness term, in units."""
+    landmark: Annotated[float, Bounds(ge=0)] = 1000.0
+    """Landmark-Net: mean distance of the predicted expression landmarks to the scan's (ImFace)."""
+    landmark_warp: Annotated[float, Bounds(ge=0)] = 100.0
+    """Deformation fields carry the scan's landmarks onto the predicted neutral ones, and
+    those onto the template's (ImFace's second landmark weight)."""
+    eikonal_template: Annotated[float, Bounds(ge=0)] = 50.0
+    """| |grad T| - 1 | of the template SDF in template space (ImFace: eikonal in both spaces)."""
+    correction: Annotated[float, Bounds(ge=0)] = 100.0
+    """Mean |delta| of the code-conditioned SDF correction (ImFace)."""
+    disentangle: Annotated[float, Bounds(ge=0)] = 100.0
+    """Mean expression displacement on neutral scans: the expression field stays still there."""
+    gate_supervision: Annotated[float, Bounds(ge=0)] = 10.0
+    """Cross-entropy of the gate against each point's landmark region (the paper's
+    landmark-guided regions; facerecon.models.regions)."""
+    gate_supervision_epochs: Annotated[int, Bounds(ge=0)] = 0
+    """Schedule: gate supervision acts in the first this many training epochs (0: always)."""
     deformation: Annotated[float, Bounds(ge=0)] = 1.5
     """Deformation models (i3DMM): weight times mean |d(p)|^2 of the displacement field (i3DMM
     regularises its deformation; 1.5 matches its 1e-4 x mean |d| at |d| = 10 mm, given sdf)."""

@@ -75,6 +75,7 @@ def fit_scan(model_path: Path, samples_path: Path, sections: dict, out: Path,
     for step in range(fit.iterations):
         batch = draw_points([scan], fit.points_per_scan, method_cfg.train.surface_fraction,
                             generator, device)
+        del batch["neutral"]  # a test scan's expression is not known to the fit
         terms = optimisation_step(model, batch, Conditioning(codes), method_cfg.loss, optimizer)
         history.append({"step": step + 1, **terms})
     result = FittedCodes(

@@ -80,6 +80,7 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
     )
 
     model = build_model(model_cfg).to(device)
+    model.initialise(torch.stack([s.landmarks for s in scans]).mean(0).to(device))
     codes = LatentCodes(model.latent_spec(), len(subjects), len(scan_keys)).to(device)
     optimizer = torch.optim.Adam(
         [*model.param_groups(t), {"name": "codes", "params": codes.parameters(),

@@ -73,7 +73,8 @@ def sphere_samples(path: Path, n_surface: int = 400, n_space: int = 200) -> None
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     space = rng.uniform(-0.5, 0.5, (n_space, 3))
     save_npz(path, surface_points=0.4 * normals, surface_normals=normals, space_points=space,
-             space_sdf=np.linalg.norm(space, axis=1) - 0.4, subject=np.array("1"),
+             space_sdf=np.linalg.norm(space, axis=1) - 0.4, landmarks=np.zeros((68, 3)),
+             subject=np.array("1"),
              expression=np.array("1_neutral"), radius_mm=np.array(100.0))
 
 

@@ -8,16 +8,18 @@ test scan with a mesh directly. Their names together are exactly those of
 
 from __future__ import annotations
 
-from facerecon.config import I3dmmModelConfig, ImplicitModelConfig
+from facerecon.config import I3dmmModelConfig, ImplicitModelConfig, PaperModelConfig
 from facerecon.models.base import Conditioning, LatentSpace, Model, Query
 from facerecon.models.codes import LatentCodes
 from facerecon.models.i3dmm import I3dmm
 from facerecon.models.implicit import ImplicitFace
 from facerecon.models.nearest_train import nearest_train_mesh
+from facerecon.models.paper import PaperFace
 
 MODELS: dict[str, type[Model]] = {
     "implicit": ImplicitFace,
     "i3dmm": I3dmm,
+    "paper": PaperFace,
 }
 
 MESH_METHODS = {
@@ -25,7 +27,7 @@ MESH_METHODS = {
 }
 
 
-def build_model(cfg: ImplicitModelConfig | I3dmmModelConfig) -> Model:
+def build_model(cfg: ImplicitModelConfig | I3dmmModelConfig | PaperModelConfig) -> Model:
     """Instantiate the registered implicit model named by ``cfg.name``."""
     return MODELS[cfg.name](cfg)
 

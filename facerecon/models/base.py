@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from facerecon import losses
 from facerecon.config import LossConfig, TrainConfig
 
 
@@ -84,6 +85,11 @@ class Model(nn.Module, ABC):
         """Weighted scalar loss terms for one batch (see :func:`facerecon.batches.draw_points`
         for ``batch``); their sum is the objective of training and of fitting."""
 
+    def initialise(self, landmarks: torch.Tensor) -> None:
+        """Data-dependent set-up before training, from the mean (68, 3) landmarks of the
+        training scans in units; the default does nothing."""
+        del landmarks
+
     def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
         """Optimiser groups of the network's weights (codes are the trainer's group)."""
         return [{"name": "network", "params": list(self.parameters()), "lr": train.lr}]
@@ -96,3 +102,38 @@ def sdf_with_gradient(model: Model, query: Query) -> tuple[dict[str, torch.Tenso
     out = model(query.at(points))
     (grad,) = torch.autograd.grad(out["sdf"].sum(), points, create_graph=True)
     return out, grad
+
+
+@dataclass
+class SdfTerms:
+    """What :func:`sdf_loss_terms` computed, for a model to add its own terms to."""
+
+    terms: dict[str, torch.Tensor]
+    """'sdf', 'normal', 'eikonal', 'embedding', weighted scalars."""
+    out: dict[str, torch.Tensor]
+    """The model's outputs at the batch's points."""
+    query: Query
+    """Surface then space points (B, S + M, 3) with the conditioning."""
+
+
+def sdf_loss_terms(model: Model, batch: dict[str, torch.Tensor], cond: Conditioning,
+                   weights: LossConfig) -> SdfTerms:
+    """The terms every SDF model shares (eq. 7, 8 and the eikonal term).
+
+    batch: 'surface_points' (B,S,3), 'surface_normals' (B,S,3), 'space_points' (B,M,3),
+    'space_sdf' (B,M): surface points have SDF 0 and the given normals.
+    """
+    n_surface = batch["surface_points"].shape[1]
+    points = torch.cat([batch["surface_points"], batch["space_points"]], dim=1)
+    query = Query(points, cond)
+    out, grad = sdf_with_gradient(model, query)
+    sdf = out["sdf"]
+    target = torch.cat([torch.zeros_like(sdf[:, :n_surface]), batch["space_sdf"]], dim=1)
+    terms = {
+        "sdf": weights.sdf * losses.sdf_l1(sdf, target),
+        "normal": weights.normal
+        * losses.normal_alignment(grad[:, :n_surface], batch["surface_normals"]),
+        "eikonal": weights.eikonal * losses.eikonal(grad),
+        "embedding": weights.embedding * losses.embedding_prior(*cond.codes.values()),
+    }
+    return SdfTerms(terms, out, query)

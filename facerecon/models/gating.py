@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+from facerecon import losses
+from facerecon.config import LossConfig
 
 
 class Gate(nn.Module):
@@ -23,3 +28,21 @@ class Gate(nn.Module):
         """point_features (B, N, P), codes (B, C) -> weights (B, N, K), summing to 1."""
         hidden = self.point(point_features) + self.code(codes)[:, None]
         return torch.softmax(self.out(torch.relu(hidden)), dim=-1)
+
+
+def gate_loss_terms(alpha: torch.Tensor, neighbour_gates: Callable[[torch.Tensor], torch.Tensor],
+                    points: torch.Tensor, weights: LossConfig) -> dict[str, torch.Tensor]:
+    """Weighted gate regularisers of eq. 9 and 10, those whose weight is above zero.
+
+    alpha (B, N, K) at ``points`` (B, N, 3); ``neighbour_gates(points')`` gives the gates
+    at other points. Smoothness pairs each point with one Gaussian neighbour
+    (std ``weights.smooth_sigma`` units, drawn from torch's global RNG).
+    """
+    terms = {}
+    if weights.smooth > 0:
+        offset = torch.randn_like(points) * weights.smooth_sigma
+        neighbour = neighbour_gates(points + offset)
+        terms["smooth"] = weights.smooth * losses.gate_smoothness(alpha, neighbour)
+    if weights.entropy > 0:
+        terms["entropy"] = weights.entropy * losses.gate_entropy(alpha)
+    return terms

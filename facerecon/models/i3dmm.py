@@ -52,9 +52,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from facerecon import losses
 from facerecon.config import I3dmmModelConfig, LossConfig, TrainConfig
-from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_with_gradient
+from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_loss_terms
 from facerecon.models.encoding import encoded_dim, fourier_encoding
 from facerecon.models.experts import SOFTPLUS_BETA, ExpertMLPs
 
@@ -143,19 +142,10 @@ class I3dmm(Model):
         batch: 'surface_points' (B,S,3), 'surface_normals' (B,S,3), 'space_points' (B,M,3),
         'space_sdf' (B,M). Returns a dict of scalar tensors, already weighted.
         """
-        n_surface = batch["surface_points"].shape[1]
-        points = torch.cat([batch["surface_points"], batch["space_points"]], dim=1)
-        out, grad = sdf_with_gradient(self, Query(points, cond))
-        sdf = out["sdf"]
-        target = torch.cat([torch.zeros_like(sdf[:, :n_surface]), batch["space_sdf"]], dim=1)
-        return {
-            "sdf": weights.sdf * losses.sdf_l1(sdf, target),
-            "normal": weights.normal
-            * losses.normal_alignment(grad[:, :n_surface], batch["surface_normals"]),
-            "eikonal": weights.eikonal * losses.eikonal(grad),
-            "embedding": weights.embedding * losses.embedding_prior(*cond.codes.values()),
-            "deformation": weights.deformation * out["displacement"].pow(2).sum(dim=-1).mean(),
-        }
+        base = sdf_loss_terms(self, batch, cond, weights)
+        displacement = base.out["displacement"]
+        return {**base.terms,
+                "deformation": weights.deformation * displacement.pow(2).sum(dim=-1).mean()}
 
     def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
         """'deformation' at train.lr, 'reference' at cfg.reference_lr_scale x train.lr."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from facerecon import losses
 from facerecon.config import ImplicitModelConfig, LossConfig
-from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_with_gradient
+from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_loss_terms
 from facerecon.models.encoding import encoded_dim, fourier_encoding
 from facerecon.models.experts import ExpertMLPs
-from facerecon.models.gating import Gate
+from facerecon.models.gating import Gate, gate_loss_terms
 
 
 class ImplicitFace(Model):
@@ -52,28 +51,11 @@ class ImplicitFace(Model):
 
     def get_loss_dict(self, batch: dict[str, torch.Tensor], cond: Conditioning,
                       weights: LossConfig) -> dict[str, torch.Tensor]:
-        """Weighted loss terms for one batch; their sum is the objective (eq. 11).
-
-        batch: 'surface_points' (B,S,3), 'surface_normals' (B,S,3), 'space_points' (B,M,3),
-        'space_sdf' (B,M). Returns a dict of scalar tensors, already weighted.
-        """
-        n_surface = batch["surface_points"].shape[1]
-        points = torch.cat([batch["surface_points"], batch["space_points"]], dim=1)
-        query = Query(points, cond)
-        out, grad = sdf_with_gradient(self, query)
-        sdf = out["sdf"]
-        target = torch.cat([torch.zeros_like(sdf[:, :n_surface]), batch["space_sdf"]], dim=1)
-        terms = {
-            "sdf": weights.sdf * losses.sdf_l1(sdf, target),
-            "normal": weights.normal
-            * losses.normal_alignment(grad[:, :n_surface], batch["surface_normals"]),
-            "eikonal": weights.eikonal * losses.eikonal(grad),
-            "embedding": weights.embedding * losses.embedding_prior(*cond.codes.values()),
-        }
-        if "gates" in out and weights.smooth > 0:
-            offset = torch.randn_like(points) * weights.smooth_sigma
-            neighbour = self(query.at(points + offset))["gates"]
-            terms["smooth"] = weights.smooth * losses.gate_smoothness(out["gates"], neighbour)
-        if "gates" in out and weights.entropy > 0:
-            terms["entropy"] = weights.entropy * losses.gate_entropy(out["gates"])
-        return terms
+        """Weighted loss terms for one batch; their sum is the objective (eq. 11): the shared
+        SDF terms and, with experts, the gate regularisers."""
+        base = sdf_loss_terms(self, batch, cond, weights)
+        if "gates" not in base.out:
+            return base.terms
+        return {**base.terms, **gate_loss_terms(
+            base.out["gates"], lambda p: self(base.query.at(p))["gates"], base.query.points,
+            weights)}

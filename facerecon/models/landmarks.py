@@ -43,9 +43,15 @@ class LandmarkNet(nn.Module):
         self.identity = _mlp(id_dim, hidden_dim, n_landmarks * 3)
         with torch.no_grad():
             for head in (self.expression, self.identity):
-                last = head[-1]
-                nn.init.normal_(last.weight, 0.0, LAST_LAYER_INIT_STD)
-                last.bias.copy_(template.reshape(-1))
+                nn.init.normal_(head[-1].weight, 0.0, LAST_LAYER_INIT_STD)
+        self.set_template(template)
+
+    def set_template(self, template: torch.Tensor) -> None:
+        """Make both heads predict ``template`` (68, 3) for zero-effect weights: the last
+        layers' biases."""
+        with torch.no_grad():
+            for head in (self.expression, self.identity):
+                head[-1].bias.copy_(template.reshape(-1))
 
     def forward(self, z_id: torch.Tensor, z_exp: torch.Tensor) -> dict[str, torch.Tensor]:
         """z_id (B, id_dim), z_exp (B, exp_dim) -> {'expression': (B, 68, 3) landmarks of

@@ -1,0 +1,170 @@
+"""The paper's face model (section 2) on ImFace's structure, without the image branch yet.
+
+    p  --expression field (z_exp)-->  p_n  --identity field (z_id)-->  p_t
+    sdf(p) = T(p_t) + delta(p_t; z_id, z_exp),   delta = sum_k alpha_k(h) y_k(h)   (eq. 6)
+
+* Landmark-Net (figure 2) predicts the 68 landmarks of the expressive face from
+  (z_exp, z_id) and of the subject's neutral face from z_id alone; five of each (dlib 36,
+  45, 30, 48, 54: eye corners, nose tip, mouth corners, as ImFace) centre the mini-nets
+  of the two deformation fields.
+* The expression field (driven by z_exp only, as the paper says) moves a point to the
+  subject's neutral face; the identity field (z_id) moves it on to a shared template.
+  Each is a set of landmark-centred hyper-SIREN mini-nets blended by a softmax of xyz,
+  applied as an SE(3) motion through eq. 3's exponential map
+  (:mod:`facerecon.models.deformation`).
+* T is a code-free template SDF in template space; delta is ImFace's code-conditioned
+  SDF correction.
+
+**Where the experts sit (our reading).** The paper "preserves the local field
+structures of the Mini-Nets as backbone modules and introduces multiple independent
+local MLPs to model different facial regions", K = 8, "each corresponding to a local
+field", and blends their outputs into the final SDF (eq. 6). We keep the mini-nets as
+ImFace has them (they move points; they do not output SDF values) and make the
+correction delta the mixture of K expert MLPs, gated by a two-layer network on
+h = [p_t, gamma(p_t), z_id, z_exp]: the experts then add region-specific detail to the
+shared template, where ImFace has one correction network (experts = 1). The gate lives
+in template space, so eq. 9's neighbour pairs are drawn there and need only the gate. Reading the
+experts as the mini-nets themselves would tie K to the 5 landmarks that centre them,
+which contradicts K = 8. During training, each point's landmark region
+(:mod:`facerecon.models.regions`, 8 regions) supervises the gate when K = 8.
+
+Not yet here: the multi-scale image branch (f_img in h), which needs the aligned crop
+and camera in the conditioning.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facerecon import losses
+from facerecon.config import LossConfig, PaperModelConfig
+from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_loss_terms
+from facerecon.models.deformation import DeformationField
+from facerecon.models.encoding import encoded_dim, fourier_encoding
+from facerecon.models.experts import ExpertMLPs
+from facerecon.models.gating import Gate, gate_loss_terms
+from facerecon.models.landmarks import LandmarkNet
+from facerecon.models.regions import REGION_NAMES, region_labels
+
+#: dlib indices of the landmarks that centre the mini-nets (ImFace): eye corners, nose tip,
+#: mouth corners.
+CENTRE_LANDMARKS = (36, 45, 30, 48, 54)
+
+
+class PaperFace(Model):
+    """Landmark-Net + expression and identity SE(3) fields + template SDF + expert correction."""
+
+    def __init__(self, cfg: PaperModelConfig) -> None:
+        super().__init__(cfg)
+        n_centres = len(CENTRE_LANDMARKS)
+        self.landmarks = LandmarkNet(cfg.id_dim, cfg.exp_dim, cfg.landmark_hidden_dim)
+        self.template_landmarks = nn.Parameter(torch.zeros(68, 3))
+        field = {"hidden_dim": cfg.deform_hidden_dim, "hidden_layers": cfg.deform_layers,
+                 "hyper_hidden_dim": cfg.hyper_hidden_dim, "n_centres": n_centres}
+        self.expression_field = DeformationField(cfg.exp_dim, **field)
+        self.identity_field = DeformationField(cfg.id_dim, **field)
+        point_dim = encoded_dim(cfg.pe_frequencies)
+        code_dim = cfg.id_dim + cfg.exp_dim
+        self.template = ExpertMLPs(1, point_dim, 0, cfg.template_hidden_dim,
+                                   cfg.template_layers)
+        self.correction = ExpertMLPs(cfg.experts, point_dim, code_dim, cfg.hidden_dim,
+                                     cfg.hidden_layers)
+        with torch.no_grad():  # the correction starts at zero: T alone is the first shape
+            self.correction.weights[-1].zero_()
+            self.correction.biases[-1].zero_()
+        self.gate = (Gate(point_dim, code_dim, cfg.gate_hidden_dim, cfg.experts)
+                     if cfg.experts > 1 else None)
+
+    def latent_spec(self) -> tuple[LatentSpace, ...]:
+        """An identity code per subject and an expression code per scan."""
+        return (LatentSpace("identity", self.cfg.id_dim, "subject"),
+                LatentSpace("expression", self.cfg.exp_dim, "scan"))
+
+    def initialise(self, landmarks: torch.Tensor) -> None:
+        """Start Landmark-Net and the template landmarks at the training scans' mean
+        landmarks (68, 3), so the mini-nets start centred where faces are."""
+        self.landmarks.set_template(landmarks)
+        with torch.no_grad():
+            self.template_landmarks.copy_(landmarks)
+
+    def point_features(self, template_points: torch.Tensor) -> torch.Tensor:
+        """[p_t, gamma(p_t)] (B, N, 3 + 6L): the per-point part of h."""
+        return torch.cat([template_points,
+                          fourier_encoding(template_points, self.cfg.pe_frequencies)], dim=-1)
+
+    def forward(self, query: Query) -> dict[str, torch.Tensor]:
+        """'sdf' (B, N); the pieces the losses need: 'template_sdf' and 'correction' (B, N),
+        'neutral_points' and 'template_points' (B, N, 3), the predicted landmarks
+        'landmarks_expression' and 'landmarks_identity' (B, 68, 3) and, with experts,
+        'gates' (B, N, K)."""
+        z_id, z_exp = query.cond.codes["identity"], query.cond.codes["expression"]
+        marks = self.landmarks(z_id, z_exp)
+        centres = list(CENTRE_LANDMARKS)
+        neutral = self.expression_field(query.points, z_exp,
+                                        marks["expression"][:, centres])["points"]
+        template_points = self.identity_field(neutral, z_id,
+                                              marks["identity"][:, centres])["points"]
+        features = self.point_features(template_points)
+        codes = torch.cat([z_id, z_exp], dim=-1)
+        template_sdf = self.template(features, codes[:, :0])[..., 0]
+        per_expert = self.correction(features, codes)
+        out = {"template_points": template_points, "neutral_points": neutral,
+               "template_sdf": template_sdf, "landmarks_expression": marks["expression"],
+               "landmarks_identity": marks["identity"]}
+        if self.gate is None:
+            out["correction"] = per_expert[..., 0]
+        else:
+            out["gates"] = self.gate(features, codes)
+            out["correction"] = (out["gates"] * per_expert).sum(dim=-1)
+        out["sdf"] = template_sdf + out["correction"]
+        return out
+
+    def warp_landmarks(self, landmarks: torch.Tensor, cond: Conditioning,
+                       out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scan's landmarks (B, 68, 3) carried by the expression field, and the predicted
+        neutral landmarks carried by the identity field: (B, 68, 3) each."""
+        centres = list(CENTRE_LANDMARKS)
+        to_neutral = self.expression_field(landmarks, cond.codes["expression"],
+                                           out["landmarks_expression"][:, centres])["points"]
+        to_template = self.identity_field(out["landmarks_identity"], cond.codes["identity"],
+                                          out["landmarks_identity"][:, centres])["points"]
+        return to_neutral, to_template
+
+    def get_loss_dict(self, batch: dict[str, torch.Tensor], cond: Conditioning,
+                      weights: LossConfig) -> dict[str, torch.Tensor]:
+        """The shared SDF terms, ImFace's landmark, template-eikonal, correction and
+        disentangling terms, and the gate's regularisers and region supervision.
+
+        batch also needs 'landmarks' (B, 68, 3) in units and, for the disentangling term,
+        'neutral' (B,) bool (training; fitting leaves it out).
+        """
+        base = sdf_loss_terms(self, batch, cond, weights)
+        out, points = base.out, base.query.points
+        terms = dict(base.terms)
+        (grad_t,) = torch.autograd.grad(out["template_sdf"].sum(), out["template_points"],
+                                        create_graph=True)
+        terms["eikonal_template"] = weights.eikonal_template * losses.eikonal(grad_t)
+        landmarks = batch["landmarks"]
+        terms["landmark"] = weights.landmark * losses.landmark_l2(out["landmarks_expression"],
+                                                                 landmarks)
+        to_neutral, to_template = self.warp_landmarks(landmarks, cond, out)
+        template = self.template_landmarks.expand_as(to_template)
+        terms["landmark_warp"] = weights.landmark_warp * (
+            losses.landmark_l2(to_neutral, out["landmarks_identity"])
+            + losses.landmark_l2(to_template, template))
+        terms["correction"] = weights.correction * losses.sdf_correction(out["correction"])
+        if "neutral" in batch:
+            terms["disentangle"] = weights.disentangle * losses.neutral_deformation(
+                out["neutral_points"] - points, batch["neutral"])
+        if "gates" not in out:
+            return terms
+        codes = torch.cat([cond.codes["identity"], cond.codes["expression"]], dim=-1)
+        terms.update(gate_loss_terms(  # neighbours in template space: a gate-only pass
+            out["gates"], lambda q: self.gate(self.point_features(q), codes),
+            out["template_points"].detach(), weights))
+        if weights.gate_supervision > 0 and out["gates"].shape[-1] == len(REGION_NAMES):
+            labels = region_labels(points.detach(), landmarks)
+            terms["gate_supervision"] = weights.gate_supervision * losses.gate_supervision(
+                out["gates"], labels)
+        return terms
