@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from facerecon.config import LossConfig
+from facerecon.images.view import read_view
 from facerecon.io import N_LANDMARKS, InputError, load_npz
 from facerecon.models import Conditioning, Model
 
@@ -41,6 +42,8 @@ class ScanSamples:
     space_points: torch.Tensor  # (M, 3)
     space_sdf: torch.Tensor  # (M,)
     landmarks: torch.Tensor  # (68, 3), units
+    image: torch.Tensor | None = None  # (3, S, S) aligned crop in [0, 1], when views are given
+    camera: torch.Tensor | None = None  # (2, 4): unit-sphere points -> crop pixels
 
     @property
     def is_neutral(self) -> bool:
@@ -81,6 +84,37 @@ def load_scan_samples(path: str | Path) -> ScanSamples:
         radius_mm=float(data["radius_mm"]),
         **tensors,
     )
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--views`` and ``--transforms``: the images stage's folder and the preprocess record
+    of each scan, in the order of ``--samples`` (for models that read images)."""
+    parser.add_argument("--views", type=Path, nargs="+", default=[], metavar="DIR",
+                        help="prepared view folders (crop.png, camera.json), one per sample file")
+    parser.add_argument("--transforms", type=Path, nargs="+", default=[], metavar="JSON",
+                        help="preprocess records (<scan>.json), one per sample file")
+
+
+def load_scans(sample_paths: list[Path], views: list[Path], transforms: list[Path]
+               ) -> list[ScanSamples]:
+    """Sample files, each with its view when views are given (same order, same count)."""
+    if len(views) != len(transforms) or (views and len(views) != len(sample_paths)):
+        raise InputError(f"--views ({len(views)}) and --transforms ({len(transforms)}) must "
+                         f"both be absent or give one per sample file ({len(sample_paths)})")
+    scans = [load_scan_samples(p) for p in sample_paths]
+    for scan, view, transform in zip(scans, views, transforms, strict=False):
+        image, camera = read_view(view, transform, scan.radius_mm)
+        scan.image, scan.camera = torch.from_numpy(image), torch.from_numpy(camera)
+    return scans
+
+
+def conditioning(codes: dict[str, torch.Tensor], scans: list[ScanSamples],
+                 device: torch.device) -> Conditioning:
+    """The batch's conditioning: codes, and the scans' crops and cameras when they have them."""
+    if scans[0].image is None:
+        return Conditioning(codes)
+    return Conditioning(codes, image=torch.stack([s.image for s in scans]).to(device),
+                        camera=torch.stack([s.camera for s in scans]).to(device))
 
 
 def samples_digest(scans: list[ScanSamples]) -> str:

@@ -198,7 +198,6 @@ class ImplicitModelConfig:
     """Local expert decoders blended by a gating network (paper eq. 6: 8); 1 is a single MLP."""
     gate_hidden_dim: Annotated[int, Bounds(ge=1)] = 64
     """Width of the two-layer gating network."""
-
     @property
     def latent_dim(self) -> int:
         """Latent dimension reported in Table 1 (identity + expression)."""
@@ -309,6 +308,28 @@ class PaperModelConfig:
     """Local experts (paper: 8 regions); 1 is ImFace's single correction network."""
     gate_hidden_dim: Annotated[int, Bounds(ge=1)] = 64
     """Width of the two-layer gating network."""
+    multiscale_features: bool = True
+    """Multi-scale image features f_img (section 2.1): the aligned crop through the
+    encoder, sampled at each point's projection (eq. 1) and fused into h by a learned
+    gate. Training, fitting and meshing then read each scan's view (images stage)."""
+    trunk_stages: Annotated[int, Bounds(ge=2, le=4)] = 4
+    """ResNet-50 stages of the trunk, all at output stride 8: 4 (2048 channels, the paper)
+    or 2 (512 channels, a cheap CPU trunk)."""
+    branch_channels: Annotated[int, Bounds(ge=1)] = 64
+    """Channels of each of the 5 dense dilated branches (rates 1, 6, 12, 18, 24)."""
+    image_channels: Annotated[int, Bounds(ge=1)] = 128
+    """Channels of the fused multi-scale feature map M."""
+    feature_resolution: Annotated[int, Bounds(ge=2)] = 32
+    """Side of M after the bilinear resize, pixels."""
+    fusion_dim: Annotated[int, Bounds(ge=1)] = 64
+    """Width of the gated image feature appended to h(p)."""
+    sampling_sigma: Annotated[float, Bounds(gt=0)] = 1.0
+    """sigma of eq. 1's Gaussian 3x3 neighbourhood, in feature-map pixels."""
+    backbone_weights: str = ""
+    """A torchvision resnet50 state-dict file (ImageNet weights, say) loaded into the trunk;
+    empty: random initialisation. Nothing is downloaded."""
+    freeze_backbone_epochs: Annotated[int, Bounds(ge=0)] = 10
+    """The trunk's weights stay fixed for this many training epochs (paper: 10)."""
 
     @property
     def latent_dim(self) -> int:
@@ -318,7 +339,7 @@ class PaperModelConfig:
     @property
     def components(self) -> dict[str, bool]:
         """Which of the paper's components this model uses (Table 2's columns)."""
-        return {"multiscale": False, "local_experts": self.experts > 1}
+        return {"multiscale": self.multiscale_features, "local_experts": self.experts > 1}
 
 
 #: Every registered model's config class, by its ``name``; facerecon.models.MODELS has the

@@ -12,6 +12,7 @@ training codes (ImFace++) or at N(0, 0.01^2), and optimised on the model's own l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -20,8 +21,10 @@ import torch
 
 from facerecon.batches import (
     add_device_arguments,
+    add_view_arguments,
+    conditioning,
     draw_points,
-    load_scan_samples,
+    load_scans,
     optimisation_step,
     setup_torch,
 )
@@ -32,7 +35,7 @@ from facerecon.config import (
     parse_config_arguments,
 )
 from facerecon.io import InputError, run_cli
-from facerecon.models import Conditioning, LatentCodes, LatentSpace
+from facerecon.models import LatentCodes, LatentSpace
 from facerecon.models.codes import CODE_INIT_STD
 from facerecon.trained import FittedCodes, TrainedModel, file_sha256, training_config
 
@@ -52,7 +55,8 @@ def initial_codes(spec: tuple[LatentSpace, ...], training: LatentCodes, fit: Fit
 
 def fit_scan(model_path: Path, samples_path: Path, sections: dict, out: Path,
              device_name: str = "auto", threads: int = 1,
-             checked: tuple[str, ...] = TRAINING_SECTIONS) -> FittedCodes:
+             checked: tuple[str, ...] = TRAINING_SECTIONS, views: list[Path] | None = None,
+             transforms: list[Path] | None = None) -> FittedCodes:
     """Optimise codes for one scan and save them (:class:`FittedCodes`). The model file is
     refused if its method or its ``checked`` sections differ from ``sections``."""
     fit = sections["fit"]
@@ -61,7 +65,7 @@ def fit_scan(model_path: Path, samples_path: Path, sections: dict, out: Path,
     trained = TrainedModel.load(model_path, sections["method"] or None, expected)
     model, training_codes = trained.build(device)
     method_cfg = trained.method_config
-    scan = load_scan_samples(samples_path)
+    scan = load_scans([samples_path], views or [], transforms or [])[0]
     if abs(scan.radius_mm - trained.radius_mm) > 1e-9:
         raise InputError(f"{samples_path}: crop radius {scan.radius_mm} mm differs from the "
                          f"model's {trained.radius_mm} mm")
@@ -70,13 +74,15 @@ def fit_scan(model_path: Path, samples_path: Path, sections: dict, out: Path,
     codes = {name: code.to(device)[None].requires_grad_(True)
              for name, code in initial_codes(spec, training_codes, fit, generator).items()}
     optimizer = torch.optim.Adam(list(codes.values()), lr=fit.lr)
+    view = model.prepare(conditioning({}, [scan], device))  # the network is frozen: once
     history = []
     tic = time.perf_counter()
     for step in range(fit.iterations):
         batch = draw_points([scan], fit.points_per_scan, method_cfg.train.surface_fraction,
                             generator, device)
         del batch["neutral"]  # a test scan's expression is not known to the fit
-        terms = optimisation_step(model, batch, Conditioning(codes), method_cfg.loss, optimizer)
+        terms = optimisation_step(model, batch, dataclasses.replace(view, codes=codes),
+                                  method_cfg.loss, optimizer)
         history.append({"step": step + 1, **terms})
     result = FittedCodes(
         method=trained.method, model_sha256=file_sha256(model_path), subject=scan.subject,
@@ -95,12 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="trained model (.pt)")
     parser.add_argument("--samples", type=Path, required=True, help="the test scan's samples")
     parser.add_argument("--out", type=Path, required=True, help="fitted codes (.pt)")
+    add_view_arguments(parser)
     add_device_arguments(parser)
     args = parser.parse_args(argv)
     sections = parse_config_arguments(args, FIT_STAGE)
     given = tuple(json.loads(args.config or "{}"))  # by hand, absent sections go unchecked
     result = fit_scan(args.model, args.samples, sections, args.out, args.device, args.threads,
-                      checked=given)
+                      checked=given, views=args.views, transforms=args.transforms)
     last = result.history[-1]
     print(f"fitted {result.subject}/{result.expression} in {result.seconds:.1f} s: "
           f"final loss {last['loss']:.4f}")

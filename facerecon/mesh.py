@@ -16,6 +16,7 @@ marching cubes needs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,8 +26,9 @@ import trimesh
 from scipy.interpolate import RegularGridInterpolator
 from skimage.measure import marching_cubes
 
-from facerecon.batches import add_device_arguments, setup_torch
+from facerecon.batches import add_device_arguments, add_view_arguments, setup_torch
 from facerecon.config import add_config_arguments, parse_config_arguments
+from facerecon.images.view import read_view
 from facerecon.io import InputError, run_cli, save_mesh
 from facerecon.models import Conditioning, Model, Query
 from facerecon.trained import FittedCodes, TrainedModel
@@ -86,11 +88,12 @@ def extract_surface(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vertices - 1.0, faces
 
 
-def network_sdf(model: Model, codes: dict[str, torch.Tensor], chunk_points: int,
+def network_sdf(model: Model, cond: Conditioning, chunk_points: int,
                 device: torch.device) -> SdfFn:
-    """Wrap a network and one scan's codes (space name -> (dim,)) as a numpy SDF function
-    of (P, 3) points."""
-    cond = Conditioning({name: code[None].to(device) for name, code in codes.items()})
+    """Wrap a network and one scan's conditioning (batch of 1) as a numpy SDF function of
+    (P, 3) points; the model's per-scan work (:meth:`Model.prepare`) is done once."""
+    with torch.no_grad():
+        cond = model.prepare(cond)
 
     def fn(points: np.ndarray) -> np.ndarray:
         out = np.empty(len(points))
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="trained model (.pt)")
     parser.add_argument("--codes", type=Path, required=True, help="fitted codes (.pt)")
     parser.add_argument("--out", type=Path, required=True, help="output mesh (.ply)")
+    add_view_arguments(parser)
     add_device_arguments(parser)
     args = parser.parse_args(argv)
     sections = parse_config_arguments(args, MESH_STAGE)
@@ -120,7 +124,14 @@ def main(argv: list[str] | None = None) -> None:
     trained = TrainedModel.load(args.model, sections["method"] or None)
     fitted = FittedCodes.load(args.codes, args.model)
     model, _ = trained.build(device)
-    fn = network_sdf(model, fitted.codes, m.chunk_points, device)
+    cond = Conditioning({name: code[None].to(device) for name, code in fitted.codes.items()})
+    if args.views or args.transforms:
+        if len(args.views) != 1 or len(args.transforms) != 1:
+            raise InputError("--views and --transforms: give the scan's one folder and record")
+        image, camera = read_view(args.views[0], args.transforms[0], trained.radius_mm)
+        cond = dataclasses.replace(cond, image=torch.from_numpy(image)[None].to(device),
+                                   camera=torch.from_numpy(camera)[None].to(device))
+    fn = network_sdf(model, cond, m.chunk_points, device)
     volume = sdf_volume(fn, m.resolution, m.coarse_resolution)
     try:
         vertices, faces = extract_surface(volume)

@@ -14,6 +14,7 @@ method, config and training samples (else it is set aside with a message).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,20 +24,23 @@ import torch
 from facerecon.batches import (
     ScanSamples,
     add_device_arguments,
+    add_view_arguments,
+    conditioning,
     draw_points,
-    load_scan_samples,
+    load_scans,
     optimisation_step,
     samples_digest,
     setup_torch,
 )
 from facerecon.config import (
     TRAINING_SECTIONS,
+    LossConfig,
     TrainConfig,
     add_config_arguments,
     parse_config_arguments,
 )
 from facerecon.io import InputError, run_cli, write_text
-from facerecon.models import Conditioning, LatentCodes, build_model
+from facerecon.models import LatentCodes, build_model
 from facerecon.trained import TrainedModel, TrainingCheckpoint, training_config
 
 #: What the train stage reads: the method's name and the sections that produce a model.
@@ -48,6 +52,13 @@ def lr_factor(epoch: int, t: TrainConfig) -> float:
     if epoch < t.decay_start_epoch:
         return 1.0
     return t.decay_factor ** ((epoch - t.decay_start_epoch) // t.decay_every_epochs)
+
+
+def loss_weights(loss: LossConfig, epoch: int) -> LossConfig:
+    """The loss weights of an epoch: gate supervision stops after gate_supervision_epochs."""
+    if loss.gate_supervision_epochs and epoch >= loss.gate_supervision_epochs:
+        return dataclasses.replace(loss, gate_supervision=0.0)
+    return loss
 
 
 def index_scans(scans: list[ScanSamples]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -62,8 +73,12 @@ def index_scans(scans: list[ScanSamples]) -> tuple[list[str], list[tuple[str, st
 
 
 def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_csv: Path,
-          device_name: str = "auto", threads: int = 1) -> dict[str, float]:
-    """Train and write ``out`` (a :class:`TrainedModel`) and a per-epoch loss CSV."""
+          device_name: str = "auto", threads: int = 1, views: list[Path] | None = None,
+          transforms: list[Path] | None = None) -> dict[str, float]:
+    """Train and write ``out`` (a :class:`TrainedModel`) and a per-epoch loss CSV.
+
+    ``views`` and ``transforms`` (one per sample file) give image-reading models each
+    scan's crop and camera."""
     model_cfg, t = sections["model"], sections["train"]
     if not method:
         raise InputError("--config: the method's name ('method') is missing")
@@ -71,7 +86,7 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
         raise InputError(f"method {method!r}: model {model_cfg.name!r} is not trained "
                          "(it is of the 'mesh' kind)")
     device = setup_torch(device_name, threads, t.seed)
-    scans = sorted((load_scan_samples(p) for p in sample_paths),
+    scans = sorted(load_scans(sample_paths, views, transforms),
                    key=lambda s: (s.subject, s.expression))
     subjects, scan_keys = index_scans(scans)
     subject_idx = torch.tensor([subjects.index(s.subject) for s in scans], device=device)
@@ -114,6 +129,9 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
     n_batches = max(1, -(-len(scans) // t.scans_per_batch))
     for epoch in range(start_epoch, t.epochs):
         tic = time.perf_counter()
+        for group in optimizer.param_groups:  # a group may stay fixed for its first epochs
+            for p in group["params"]:
+                p.requires_grad_(epoch >= group.get("frozen_epochs", 0))
         order = torch.randperm(len(scans), generator=generator)
         sums: dict[str, float] = {}
         for b in range(n_batches):
@@ -121,8 +139,10 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
             batch = draw_points([scans[i] for i in members], t.points_per_scan,
                                 t.surface_fraction, generator, device)
             members = members.to(device)
-            cond = Conditioning(codes(subject_idx[members], scan_idx[members]))
-            step = optimisation_step(model, batch, cond, sections["loss"], optimizer)
+            cond = model.prepare(conditioning(codes(subject_idx[members], scan_idx[members]),
+                                              [scans[i] for i in members], device))
+            step = optimisation_step(model, batch, cond, loss_weights(sections["loss"], epoch),
+                                     optimizer)
             for k, v in step.items():
                 sums[k] = sums.get(k, 0.0) + v / n_batches
         scheduler.step()
@@ -151,11 +171,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="sample files of the training scans (facerecon.sample)")
     parser.add_argument("--out", type=Path, required=True, help="trained model (.pt)")
     parser.add_argument("--log-csv", type=Path, required=True, help="per-epoch losses")
+    add_view_arguments(parser)
     add_device_arguments(parser)
     args = parser.parse_args(argv)
     sections = parse_config_arguments(args, TRAIN_STAGE)
     last = train(args.samples, sections["method"], sections, args.out, args.log_csv, args.device,
-                 args.threads)
+                 args.threads, args.views, args.transforms)
     print(f"trained {args.out}: final loss {last['loss']:.4f}")
 
 

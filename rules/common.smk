@@ -86,6 +86,26 @@ def metric_files(methods, scans):
     ]
 
 
+def view_inputs(method, scans):
+    """For a method that reads images: each scan's camera (its view folder: the images
+    stage) and preprocess record, in the order of ``scans``; else nothing."""
+    if not method_config(config, method).ablation_flags["multiscale"]:
+        return {}
+    return {
+        "cameras": scan_files(f"{DATA}/images/{{subject}}/{{expression}}/camera.json", scans),
+        "transforms": scan_files(f"{DATA}/preprocessed/{{subject}}/{{expression}}.json", scans),
+    }
+
+
+def view_args(input):
+    """``--views`` and ``--transforms`` for the inputs :func:`view_inputs` added, else ''."""
+    if not input.get("views"):
+        return ""
+    views = " ".join(shlex.quote(str(Path(c).parent)) for c in input.views)
+    transforms = " ".join(shlex.quote(t) for t in input.transforms)
+    return f"--views {views} --transforms {transforms}"
+
+
 def scan_images_dir(wildcards):
     """FaceScape's view folder of a scan when image archives are configured, else none."""
     if CFG.dataset == "facescape" and CFG.facescape.images:

@@ -6,12 +6,16 @@ rule fit:
     input:
         model=f"{DATA}/models/{{method}}/model.pt",
         samples=f"{DATA}/samples/{{subject}}/{{expression}}.npz",
+        views=lambda w: view_inputs(w.method, [(w.subject, w.expression)]).get("cameras", []),
+        transforms=lambda w: view_inputs(w.method, [(w.subject, w.expression)]).get(
+            "transforms", []),
     output:
         f"{DATA}/fits/{{method}}/{{subject}}/{{expression}}.pt",
     wildcard_constraints:
         method=IMPLICIT_METHODS,
     params:
         config=lambda w: stage_config("method", *TRAINING_SECTIONS, "fit", method=w.method),
+        views=lambda w, input: view_args(input),
         device=CFG.device,
     conda:
         "../envs/torch.yaml"
@@ -21,7 +25,8 @@ rule fit:
         f"{DATA}/benchmarks/fit/{{method}}/{{subject}}/{{expression}}.tsv"
     shell:
         "python -m facerecon.fit --config {params.config:q} --model {input.model:q}"
-        " --samples {input.samples:q} --out {output:q} --device {params.device}"
+        " --samples {input.samples:q} {params.views} --out {output:q}"
+        " --device {params.device}"
         " --threads {threads} > {log:q} 2>&1"
 
 

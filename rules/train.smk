@@ -3,7 +3,9 @@
 
 rule train:
     input:
-        scan_files(f"{DATA}/samples/{{subject}}/{{expression}}.npz", TRAIN_SCANS),
+        samples=scan_files(f"{DATA}/samples/{{subject}}/{{expression}}.npz", TRAIN_SCANS),
+        views=lambda w: view_inputs(w.method, TRAIN_SCANS).get("cameras", []),
+        transforms=lambda w: view_inputs(w.method, TRAIN_SCANS).get("transforms", []),
     output:
         model=f"{DATA}/models/{{method}}/model.pt",
         log_csv=f"{DATA}/models/{{method}}/train_log.csv",
@@ -11,6 +13,7 @@ rule train:
         method=IMPLICIT_METHODS,
     params:
         config=lambda w: stage_config("method", *TRAINING_SECTIONS, method=w.method),
+        views=lambda w, input: view_args(input),
         device=CFG.device,
     threads: 2
     conda:
@@ -20,6 +23,7 @@ rule train:
     benchmark:
         f"{DATA}/benchmarks/train/{{method}}.tsv"
     shell:
-        "python -m facerecon.train --config {params.config:q} --samples {input:q}"
-        " --out {output.model:q} --log-csv {output.log_csv:q} --device {params.device}"
+        "python -m facerecon.train --config {params.config:q} --samples {input.samples:q}"
+        " {params.views} --out {output.model:q} --log-csv {output.log_csv:q}"
+        " --device {params.device}"
         " --threads {threads} > {log:q} 2>&1"

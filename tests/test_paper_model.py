@@ -13,16 +13,22 @@ import numpy as np
 import pytest
 import torch
 
-from facerecon.config import LossConfig, PaperModelConfig
+from facerecon.config import LossConfig, PaperModelConfig, TrainConfig
+from facerecon.errors import InputError
 from facerecon.io import save_npz
 from facerecon.models import MODELS, Conditioning, Model, Query
+from facerecon.models.fusion import image_features_at
 from facerecon.models.paper import PaperFace
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"id_dim": 6, "exp_dim": 5, "pe_frequencies": 2, "landmark_hidden_dim": 16,
          "deform_hidden_dim": 8, "deform_layers": 1, "hyper_hidden_dim": 8,
          "template_hidden_dim": 16, "template_layers": 2, "hidden_dim": 8, "hidden_layers": 1,
-         "gate_hidden_dim": 8}
+         "gate_hidden_dim": 8, "multiscale_features": False}
+#: The image branch at test size: a 2-stage trunk, small head, 16-px feature map.
+IMAGES = {"multiscale_features": True, "trunk_stages": 2, "branch_channels": 4,
+          "image_channels": 8, "feature_resolution": 16, "fusion_dim": 4,
+          "freeze_backbone_epochs": 2}
 
 
 @pytest.fixture(autouse=True)
@@ -179,3 +185,51 @@ def test_train_fit_mesh_through_the_command_lines(tmp_path: Path) -> None:
                              "--coarse-resolution", "0", "--device", "cpu"], cwd=REPO,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def front_camera(batch: int, size: int = 64) -> torch.Tensor:
+    """(B, 2, 4): orthographic front view, the unit sphere's [-1, 1]^2 onto the crop."""
+    half = (size - 1) / 2
+    return torch.tensor([[half, 0.0, 0.0, half], [0.0, -half, 0.0, half]]).expand(batch, 2, 4)
+
+
+def image_query(batch: int = 2, n: int = 32) -> tuple[PaperFace, Query]:
+    torch.manual_seed(0)
+    model = PaperFace(PaperModelConfig(**{**SMALL, **IMAGES}))
+    codes = {"identity": torch.randn(batch, 6) * 0.1, "expression": torch.randn(batch, 5) * 0.1}
+    image = torch.rand(batch, 3, 64, 64)
+    cond = Conditioning(codes, image=image, camera=front_camera(batch))
+    return model, Query(torch.rand(batch, n, 3) - 0.5, cond)
+
+
+def test_the_image_branch_reads_the_crop_where_the_point_projects() -> None:
+    model, query = image_query()
+    model.eval()
+    prepared = model.prepare(query.cond)
+    assert prepared.features.shape == (2, 8, 16, 16)
+    out = model(query.at(query.points))
+    assert out["image_features"].shape == (2, 32, 4)
+    torch.testing.assert_close(model(Query(query.points, prepared))["sdf"], out["sdf"])
+    # another crop changes the image features (and, once the correction is trained, the SDF)
+    other = dataclasses.replace(query.cond, image=torch.rand(2, 3, 64, 64))
+    assert not torch.allclose(model(Query(query.points, other))["image_features"],
+                              out["image_features"])
+    # the feature of a point comes from where it projects: moving a point along the
+    # viewing direction (z) leaves its sampled image feature unchanged
+    along_z = query.points + torch.tensor([0.0, 0.0, 0.2])
+    f0 = image_features_at(query.points, query.cond.camera, prepared.features, 64, 1.0)
+    f1 = image_features_at(along_z, query.cond.camera, prepared.features, 64, 1.0)
+    torch.testing.assert_close(f0, f1)
+    with pytest.raises(InputError, match="--views"):
+        model.prepare(Conditioning(query.cond.codes))
+
+
+def test_the_trunk_is_its_own_param_group_frozen_first() -> None:
+    model, _ = image_query()
+    groups = model.param_groups(TrainConfig(lr=1e-3))
+    assert [g["name"] for g in groups] == ["backbone", "network"]
+    assert groups[0]["frozen_epochs"] == IMAGES["freeze_backbone_epochs"]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert {id(p) for p in groups[0]["params"]} == {
+        id(p) for p in model.encoder.backbone_parameters()}

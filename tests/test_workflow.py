@@ -342,3 +342,32 @@ def test_a_token_with_control_characters_never_prints(tmp_path: Path, tu_archive
         for path in work.rglob("*"):
             if path.is_file():
                 assert part.encode() not in path.read_bytes(), path
+
+
+def test_a_method_that_reads_images_gets_each_scans_view(workdir: Path, tmp_path: Path) -> None:
+    """The paper model with its image branch: the images stage runs for the training and
+    test scans, and train, fit and mesh get each scan's crop, camera and transform."""
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    tiny["methods"]["images"] = {
+        "model": {"name": "paper", "id_dim": 8, "exp_dim": 8, "pe_frequencies": 2,
+                  "landmark_hidden_dim": 16, "deform_hidden_dim": 8, "deform_layers": 1,
+                  "hyper_hidden_dim": 8, "template_hidden_dim": 16, "template_layers": 2,
+                  "hidden_dim": 8, "hidden_layers": 1, "gate_hidden_dim": 8,
+                  "multiscale_features": True, "trunk_stages": 2, "branch_channels": 4,
+                  "image_channels": 8, "feature_resolution": 8, "fusion_dim": 4,
+                  "freeze_backbone_epochs": 5},
+        "loss": {"smooth": 1.0, "entropy": 0.1}, "train": {"epochs": 8}}
+    changed = tmp_path / "images.yaml"
+    changed.write_text(yaml.safe_dump(tiny))
+    target = "results/synthetic/metrics/images/3/3_mouth_stretch.json"
+    output = snakemake(workdir, target, "-p", configs=[CONFIGS[0], str(changed)])
+    for rule in ("train", "fit", "mesh"):
+        command = next(line for line in output.splitlines()
+                       if f"-m facerecon.{rule} " in line)
+        assert "--views results/synthetic/images/" in command, command
+        assert "--transforms results/synthetic/preprocessed/" in command, command
+    assert (workdir / "results/synthetic/images/1/1_neutral/crop.png").is_file()
+    metrics = json.loads((workdir / target).read_text())
+    assert math.isfinite(metrics["chamfer_mm"])
+    log = pd.read_csv(workdir / "results/synthetic/models/images/train_log.csv")
+    assert {"gate_supervision", "landmark", "eikonal_template"} <= set(log.columns)

@@ -29,7 +29,7 @@ from facerecon import io  # noqa: E402
 from facerecon.images import load_image  # noqa: E402
 from facerecon.images.align import read_landmarks_2d  # noqa: E402
 from facerecon.images.camera import WeakPerspectiveCamera, load_camera  # noqa: E402
-from facerecon.images.prepare import CAMERA_FILE, CROP_FILE, LANDMARKS_2D_FILE  # noqa: E402
+from facerecon.images.view import CAMERA_FILE, CROP_FILE, LANDMARKS_2D_FILE  # noqa: E402
 
 DEFAULT_POINTS = 3000
 PANELS_PER_ROW = 4

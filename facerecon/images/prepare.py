@@ -40,11 +40,8 @@ from facerecon.images import load_image, save_image, to_uint8
 from facerecon.images.align import CROP_SIZE_PX, Alignment, align_image
 from facerecon.images.camera import PinholeCamera, camera_record, fit_weak_perspective
 from facerecon.images.render import DEFAULT_SIZE_PX, portrait_camera, render
+from facerecon.images.view import CAMERA_FILE, CROP_FILE, LANDMARKS_2D_FILE
 from facerecon.images.views import most_frontal_view
-
-CROP_FILE = "crop.png"
-LANDMARKS_2D_FILE = "landmarks2d.txt"
-CAMERA_FILE = "camera.json"
 
 
 def _view_camera(camera: PinholeCamera) -> dict[str, Any]:

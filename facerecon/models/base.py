@@ -50,6 +50,8 @@ class Conditioning:
     """(B, 2, 4) weak-perspective projection of unit-sphere points to crop pixels."""
     landmarks: torch.Tensor | None = None
     """(B, 68, 3) landmarks in units."""
+    features: torch.Tensor | None = None
+    """What :meth:`Model.prepare` computed once per scan from the rest (e.g. image features)."""
 
 
 @dataclass
@@ -84,6 +86,11 @@ class Model(nn.Module, ABC):
                       weights: LossConfig) -> dict[str, torch.Tensor]:
         """Weighted scalar loss terms for one batch (see :func:`facerecon.batches.draw_points`
         for ``batch``); their sum is the objective of training and of fitting."""
+
+    def prepare(self, cond: Conditioning) -> Conditioning:
+        """Per-scan work done once before querying many points (image features, say); the
+        default has none. Training calls it every step, fitting and meshing once."""
+        return cond
 
     def initialise(self, landmarks: torch.Tensor) -> None:
         """Data-dependent set-up before training, from the mean (68, 3) landmarks of the

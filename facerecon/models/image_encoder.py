@@ -169,6 +169,13 @@ class ImageEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
                              persistent=False)
 
+    def train(self, mode: bool = True) -> ImageEncoder:
+        """Train mode for the head; the trunk's BatchNorm layers always use their stored
+        statistics (batches of a few faces would give unstable batch statistics)."""
+        super().train(mode)
+        self.trunk.eval()
+        return self
+
     def trunk_features(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) RGB in [0, 1] -> (B, C_trunk, ceil(H/8), ceil(W/8)), after
         ImageNet normalisation."""

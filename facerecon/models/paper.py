@@ -28,22 +28,35 @@ experts as the mini-nets themselves would tie K to the 5 landmarks that centre t
 which contradicts K = 8. During training, each point's landmark region
 (:mod:`facerecon.models.regions`, 8 regions) supervises the gate when K = 8.
 
-Not yet here: the multi-scale image branch (f_img in h), which needs the aligned crop
-and camera in the conditioning.
+**Multi-scale image features** (``multiscale_features``, section 2.1): the aligned crop
+goes through :class:`~facerecon.models.image_encoder.ImageEncoder` once per scan
+(:meth:`PaperFace.prepare`); each query point p is projected with the scan's
+weak-perspective camera, sampled with eq. 1's Gaussian 3x3 neighbourhood, and fused
+into h by a learned gate (:mod:`facerecon.models.fusion`):
+h = [p_t, gamma(p_t), fused f_img(p), z_id, z_exp]. The image feature is sampled at the
+observed point p (where the photo saw it), the rest of h lives in template space. The
+trunk's weights stay fixed for ``freeze_backbone_epochs`` (a param group with
+'frozen_epochs').
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
 
 from facerecon import losses
-from facerecon.config import LossConfig, PaperModelConfig
+from facerecon.config import LossConfig, PaperModelConfig, TrainConfig
+from facerecon.errors import InputError
 from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_loss_terms
 from facerecon.models.deformation import DeformationField
 from facerecon.models.encoding import encoded_dim, fourier_encoding
 from facerecon.models.experts import ExpertMLPs
+from facerecon.models.fusion import GatedFusion, image_features_at
 from facerecon.models.gating import Gate, gate_loss_terms
+from facerecon.models.image_encoder import ImageEncoder
 from facerecon.models.landmarks import LandmarkNet
 from facerecon.models.regions import REGION_NAMES, region_labels
 
@@ -68,18 +81,47 @@ class PaperFace(Model):
         code_dim = cfg.id_dim + cfg.exp_dim
         self.template = ExpertMLPs(1, point_dim, 0, cfg.template_hidden_dim,
                                    cfg.template_layers)
-        self.correction = ExpertMLPs(cfg.experts, point_dim, code_dim, cfg.hidden_dim,
+        self.encoder = self.fusion = None
+        h_dim = point_dim
+        if cfg.multiscale_features:
+            self.encoder = ImageEncoder(cfg.trunk_stages, cfg.branch_channels,
+                                        cfg.image_channels, out_resolution=cfg.feature_resolution)
+            if cfg.backbone_weights:
+                self.encoder.load_backbone(cfg.backbone_weights)
+            self.fusion = GatedFusion(point_dim, cfg.image_channels, cfg.fusion_dim)
+            h_dim += cfg.fusion_dim
+        self.correction = ExpertMLPs(cfg.experts, h_dim, code_dim, cfg.hidden_dim,
                                      cfg.hidden_layers)
         with torch.no_grad():  # the correction starts at zero: T alone is the first shape
             self.correction.weights[-1].zero_()
             self.correction.biases[-1].zero_()
-        self.gate = (Gate(point_dim, code_dim, cfg.gate_hidden_dim, cfg.experts)
+        self.gate = (Gate(h_dim, code_dim, cfg.gate_hidden_dim, cfg.experts)
                      if cfg.experts > 1 else None)
 
     def latent_spec(self) -> tuple[LatentSpace, ...]:
         """An identity code per subject and an expression code per scan."""
         return (LatentSpace("identity", self.cfg.id_dim, "subject"),
                 LatentSpace("expression", self.cfg.exp_dim, "scan"))
+
+    def prepare(self, cond: Conditioning) -> Conditioning:
+        """With the image branch: the multi-scale feature map M (B, C, R, R) of the crops."""
+        if self.encoder is None:
+            return cond
+        if cond.image is None or cond.camera is None:
+            raise InputError("this model reads each scan's aligned crop and camera: give the "
+                             "images stage's folders (--views) and the preprocess records "
+                             "(--transforms)")
+        return dataclasses.replace(cond, features=self.encoder(cond.image))
+
+    def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
+        """The trunk apart, fixed for the first ``freeze_backbone_epochs`` epochs."""
+        if self.encoder is None:
+            return super().param_groups(train)
+        trunk = {id(p) for p in self.encoder.backbone_parameters()}
+        return [{"name": "backbone", "params": self.encoder.backbone_parameters(),
+                 "lr": train.lr, "frozen_epochs": self.cfg.freeze_backbone_epochs},
+                {"name": "network", "params": [p for p in self.parameters()
+                                               if id(p) not in trunk], "lr": train.lr}]
 
     def initialise(self, landmarks: torch.Tensor) -> None:
         """Start Landmark-Net and the template landmarks at the training scans' mean
@@ -108,14 +150,21 @@ class PaperFace(Model):
         features = self.point_features(template_points)
         codes = torch.cat([z_id, z_exp], dim=-1)
         template_sdf = self.template(features, codes[:, :0])[..., 0]
-        per_expert = self.correction(features, codes)
         out = {"template_points": template_points, "neutral_points": neutral,
                "template_sdf": template_sdf, "landmarks_expression": marks["expression"],
                "landmarks_identity": marks["identity"]}
+        h = features
+        if self.fusion is not None:
+            cond = query.cond if query.cond.features is not None else self.prepare(query.cond)
+            f_img = image_features_at(query.points, cond.camera, cond.features,
+                                      cond.image.shape[-1], self.cfg.sampling_sigma)
+            out["image_features"] = self.fusion(features, f_img)
+            h = torch.cat([features, out["image_features"]], dim=-1)
+        per_expert = self.correction(h, codes)
         if self.gate is None:
             out["correction"] = per_expert[..., 0]
         else:
-            out["gates"] = self.gate(features, codes)
+            out["gates"] = self.gate(h, codes)
             out["correction"] = (out["gates"] * per_expert).sum(dim=-1)
         out["sdf"] = template_sdf + out["correction"]
         return out
@@ -160,8 +209,10 @@ class PaperFace(Model):
         if "gates" not in out:
             return terms
         codes = torch.cat([cond.codes["identity"], cond.codes["expression"]], dim=-1)
+        image = [out["image_features"]] if "image_features" in out else []
         terms.update(gate_loss_terms(  # neighbours in template space: a gate-only pass
-            out["gates"], lambda q: self.gate(self.point_features(q), codes),
+            out["gates"], lambda q: self.gate(torch.cat([self.point_features(q), *image], -1),
+                                              codes),
             out["template_points"].detach(), weights))
         if weights.gate_supervision > 0 and out["gates"].shape[-1] == len(REGION_NAMES):
             labels = region_labels(points.detach(), landmarks)
