@@ -38,8 +38,9 @@ class LatentSpace:
 class Conditioning:
     """Per-scan inputs of a query, batched over B scans.
 
-    The image, camera and landmarks are optional: a model that needs them says so
-    in its docstring and checks for them.
+    The image and camera are optional: a model that needs them says so in its
+    docstring and checks for them (the scans' landmarks, a training label, are in
+    the batch).
     """
 
     codes: dict[str, torch.Tensor]
@@ -48,8 +49,6 @@ class Conditioning:
     """(B, 3, 256, 256) aligned crop (images stage), values in [0, 1]."""
     camera: torch.Tensor | None = None
     """(B, 2, 4) weak-perspective projection of unit-sphere points to crop pixels."""
-    landmarks: torch.Tensor | None = None
-    """(B, 68, 3) landmarks in units."""
     features: torch.Tensor | None = None
     """What :meth:`Model.prepare` computed once per scan from the rest (e.g. image features)."""
 
