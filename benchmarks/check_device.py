@@ -20,6 +20,7 @@ import numpy as np
 import trimesh
 
 from facerecon.io import save_npz
+from facerecon.sample import sphere_samples
 
 METHOD = {"method": "check", "model": {"id_dim": 8, "exp_dim": 8, "hidden_dim": 32,
                                        "hidden_layers": 2, "pe_frequencies": 2, "experts": 4},
@@ -28,19 +29,10 @@ METHOD = {"method": "check", "model": {"id_dim": 8, "exp_dim": 8, "hidden_dim": 
                     "code_lr": 0.01, "checkpoint_every_epochs": 5}}
 
 
-def sphere_samples(path: Path, subject: str, radius: float, seed: int) -> None:
-    """Samples of a sphere of ``radius`` units (100 mm a unit)."""
-    rng = np.random.default_rng(seed)
-    normals = rng.normal(size=(4000, 3))
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    space = rng.uniform(-1, 1, (2000, 3))
-    norm = np.linalg.norm(space, axis=1)
-    save_npz(path, surface_points=(normals * radius).astype(np.float32),
-             surface_normals=normals.astype(np.float32), space_points=space.astype(np.float32),
-             space_sdf=(norm - radius).astype(np.float32),
-             space_grad=(space / norm[:, None]).astype(np.float32),
-             landmarks=np.zeros((68, 3), np.float32), subject=np.array(subject),
-             expression=np.array("1_neutral"), radius_mm=np.array(100.0))
+def write_spheres(path: Path, subject: str, radius: float, seed: int) -> None:
+    """A sample file of a sphere (facerecon.sample.sphere_samples)."""
+    save_npz(path, **sphere_samples(radius, 4000, 2000, seed), subject=np.array(subject),
+             expression=np.array("1_neutral"))
 
 
 def run(*args: object) -> float:
@@ -57,8 +49,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     train = [args.out / f"{i}.npz" for i in range(4)]
     for i, path in enumerate(train):
-        sphere_samples(path, str(i), 0.3 + 0.1 * i, i)
-    sphere_samples(args.out / "test.npz", "9", 0.45, 99)
+        write_spheres(path, str(i), 0.3 + 0.1 * i, i)
+    write_spheres(args.out / "test.npz", "9", 0.45, 99)
     model, codes, mesh = args.out / "model.pt", args.out / "codes.pt", args.out / "mesh.ply"
     seconds = {
         "train": run("facerecon.train", "--config", json.dumps(METHOD), "--samples", *train,

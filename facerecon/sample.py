@@ -132,6 +132,25 @@ def sample_scan(
     }
 
 
+def sphere_samples(radius: float, surface_points: int, uniform_points: int, seed: int
+                   ) -> dict[str, np.ndarray]:
+    """The arrays of a sample file (less subject and expression) for a sphere of ``radius``
+    units with its exact SDF |p| - r, uniform points in the unit ball and zero landmarks: a
+    shape with a known answer, to check the model stages apart from the geometry stages."""
+    rng = np.random.default_rng(seed)
+    normals = rng.normal(size=(surface_points, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    space = rng.normal(size=(uniform_points, 3))
+    space *= (rng.uniform(0, 1, (uniform_points, 1)) ** (1 / 3)
+              / np.linalg.norm(space, axis=1, keepdims=True))
+    norm = np.linalg.norm(space, axis=1)
+    f4 = np.float32
+    return {"surface_points": (normals * radius).astype(f4), "surface_normals": normals.astype(f4),
+            "space_points": space.astype(f4), "space_sdf": (norm - radius).astype(f4),
+            "space_grad": (space / norm[:, None]).astype(f4), "landmarks": np.zeros((68, 3), f4),
+            "radius_mm": np.float64(PreprocessConfig.radius_mm)}
+
+
 #: What the sample stage reads (the crop radius from preprocess: 1 unit of the samples).
 SAMPLE_STAGE = ("preprocess", "sampling")
 

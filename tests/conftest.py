@@ -5,9 +5,14 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from facerecon.data import synthetic
+from facerecon.io import save_npz
+from facerecon.sample import sphere_samples
 
 #: Subjects and expressions of the shared synthetic scans (neutral and jaw_left).
 SYNTHETIC_SUBJECTS, SYNTHETIC_EXPRESSIONS = (1, 2), (1, 5)
@@ -36,3 +41,30 @@ def facescape_zip(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory
             zf.writestr(f"{top}/models_reg/{stem}.jpg", b"\xff\xd8 not a real jpeg")
             zf.writestr(f"{top}/dpmap/{stem}.png", b"\x89PNG not a real png")
     return path
+
+
+def write_sphere_samples(path: Path, subject: str = "1", expression: str = "1_neutral",
+                         radius: float = 0.4, seed: int = 0, surface_points: int = 4000,
+                         uniform_points: int = 2000, landmarks: np.ndarray | None = None
+                         ) -> None:
+    """A sample file of a sphere of ``radius`` units (facerecon.sample.sphere_samples), with
+    the given landmarks (units) instead of zeros when given."""
+    arrays = sphere_samples(radius, surface_points, uniform_points, seed)
+    if landmarks is not None:
+        arrays["landmarks"] = np.asarray(landmarks, np.float32)
+    save_npz(path, **arrays, subject=np.array(subject), expression=np.array(expression))
+
+
+def perturb(module: nn.Module, scale: float, seed: int) -> None:
+    """Add N(0, scale^2) noise to every parameter, so that no weight is left at a special
+    initial value (zero output layers, zero code columns)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def random_directions(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(n, 3) unit vectors."""
+    d = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return d / d.norm(dim=-1, keepdim=True)

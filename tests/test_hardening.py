@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import trimesh
 import yaml
+from conftest import write_sphere_samples
 
 from facerecon.io import save_landmarks, save_npz
 
@@ -66,18 +67,6 @@ def test_a_bad_config_value_stops_before_any_job(tmp_path: Path, override: dict,
     assert not (tmp_path / "results").exists()
 
 
-def sphere_samples(path: Path, n_surface: int = 400, n_space: int = 200) -> None:
-    """A small, valid sample file (a 0.4-unit sphere)."""
-    rng = np.random.default_rng(0)
-    normals = rng.normal(size=(n_surface, 3))
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    space = rng.uniform(-0.5, 0.5, (n_space, 3))
-    save_npz(path, surface_points=0.4 * normals, surface_normals=normals, space_points=space,
-             space_sdf=np.linalg.norm(space, axis=1) - 0.4, landmarks=np.zeros((68, 3)),
-             subject=np.array("1"),
-             expression=np.array("1_neutral"), radius_mm=np.array(100.0))
-
-
 TRAIN_CONFIG = json.dumps({"method": "m", "model": {"id_dim": 4, "exp_dim": 4,
                                                     "hidden_dim": 8, "hidden_layers": 1},
                            "train": {"epochs": 2, "points_per_scan": 64,
@@ -92,7 +81,7 @@ def train_command(samples: Path, out: Path) -> list[object]:
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong shape", "npy"])
 def test_a_broken_sample_file_is_named(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "samples.npz"
-    sphere_samples(path)
+    write_sphere_samples(path, surface_points=400, uniform_points=200)
     data = path.read_bytes()
     if damage == "truncated":
         path.write_bytes(data[: len(data) // 2])
@@ -124,7 +113,7 @@ def test_a_broken_input_file_is_named(tmp_path: Path, module: str, flag: str, na
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_bytes(content)
     samples, landmarks = tmp_path / "s.npz", tmp_path / "l.txt"
-    sphere_samples(samples)
+    write_sphere_samples(samples, surface_points=400, uniform_points=200)
     save_landmarks(landmarks, np.zeros((68, 3)))
     out = tmp_path / "out"
     args = {
@@ -174,7 +163,7 @@ def test_a_full_disk_names_the_output_and_keeps_the_previous_file(tmp_path: Path
 
 def test_a_full_disk_while_saving_a_checkpoint_names_it(tmp_path: Path) -> None:
     samples = tmp_path / "samples.npz"
-    sphere_samples(samples)
+    write_sphere_samples(samples, surface_points=400, uniform_points=200)
     out = tmp_path / "model.pt"
     result = run(train_command(samples, out), preexec_fn=file_size_limit(2_000))
     assert_one_line_error(result, str(out) + ".ckpt", "cannot write")

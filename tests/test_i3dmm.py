@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import perturb, random_directions, write_sphere_samples
 from torch import nn
 
 from facerecon.config import I3dmmModelConfig, LossConfig, TrainConfig
-from facerecon.io import save_npz
 from facerecon.models import MODELS, LatentCodes
 from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_with_gradient
 from facerecon.models.encoding import fourier_encoding
@@ -46,22 +46,6 @@ def make_cond(batch: int, seed: int, dtype: torch.dtype = torch.float32) -> Cond
     gen = torch.Generator().manual_seed(seed)
     return Conditioning({"identity": torch.randn(batch, ID_DIM, generator=gen, dtype=dtype),
                          "expression": torch.randn(batch, EXP_DIM, generator=gen, dtype=dtype)})
-
-
-def perturb(module: nn.Module, scale: float, seed: int) -> None:
-    """Add N(0, scale^2) noise to every parameter, so that no weight stays at a special
-    initial value (the zero output layer of the deformation, the zero columns of the
-    reference network's first layer)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-
-
-def random_directions(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(n, 3) unit vectors."""
-    d = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-    return d / d.norm(dim=-1, keepdim=True)
 
 
 def sphere_batch(radii: torch.Tensor, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -346,25 +330,6 @@ def test_training_fits_spheres_through_the_deformation() -> None:
 
 # --------------------------------------------------------------------------- trainer CLI
 
-RADIUS_MM = 100.0
-
-
-def write_sphere_samples(path: Path, subject: str, expression: str, radius: float,
-                         seed: int) -> None:
-    """Samples of a sphere of ``radius`` units, in facerecon.sample's format (as in
-    tests/test_training.py)."""
-    rng = np.random.default_rng(seed)
-    normals = rng.normal(size=(2000, 3))
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    space = rng.normal(size=(1000, 3))
-    space *= rng.uniform(0, 1, (1000, 1)) ** (1 / 3) / np.linalg.norm(space, axis=1, keepdims=True)
-    norm = np.linalg.norm(space, axis=1)
-    save_npz(path, surface_points=(normals * radius).astype(np.float32),
-             surface_normals=normals.astype(np.float32), space_points=space.astype(np.float32),
-             space_sdf=(norm - radius).astype(np.float32),
-             space_grad=(space / norm[:, None]).astype(np.float32),
-             landmarks=np.zeros((68, 3), np.float32), subject=np.array(subject),
-             expression=np.array(expression), radius_mm=np.array(RADIUS_MM))
 
 
 def test_trainer_cli_trains_i3dmm(tmp_path: Path) -> None:
@@ -377,7 +342,8 @@ def test_trainer_cli_trains_i3dmm(tmp_path: Path) -> None:
     samples = []
     for i, radius in enumerate([0.3, 0.4, 0.5]):
         path = tmp_path / f"{i}.npz"
-        write_sphere_samples(path, str(i), "1_neutral", radius, seed=i)
+        write_sphere_samples(path, str(i), "1_neutral", radius, seed=i, surface_points=2000,
+                             uniform_points=1000)
         samples.append(path)
     model_cfg = {"name": "i3dmm", "id_dim": 4, "exp_dim": 4, "pe_frequencies": 2,
                  "deform_hidden_dim": 32, "deform_layers": 2, "reference_hidden_dim": 32,

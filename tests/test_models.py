@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import perturb, random_directions
 from torch import nn
 
 import facerecon.config
@@ -36,21 +37,6 @@ def small_config(experts: int = 1, pe_frequencies: int = 2, hidden_dim: int = 16
     return ImplicitModelConfig(id_dim=ID_DIM, exp_dim=EXP_DIM, hidden_dim=hidden_dim,
                                hidden_layers=hidden_layers, pe_frequencies=pe_frequencies,
                                experts=experts, gate_hidden_dim=8)
-
-
-def perturb(module: nn.Module, scale: float, seed: int) -> None:
-    """Add N(0, scale^2) noise to every parameter, so that no weight is left at a special
-    initial value (e.g. the zero code columns of the experts' first layer)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-
-
-def random_directions(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(n, 3) unit vectors."""
-    d = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-    return d / d.norm(dim=-1, keepdim=True)
 
 
 def make_cond(batch: int, seed: int, dtype: torch.dtype = torch.float32) -> Conditioning:

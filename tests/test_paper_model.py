@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_sphere_samples
 
 from facerecon.config import LossConfig, PaperModelConfig, TrainConfig
 from facerecon.errors import InputError
-from facerecon.io import save_npz
 from facerecon.models import MODELS, Conditioning, Model, Query
 from facerecon.models.fusion import image_features_at
 from facerecon.models.paper import PaperFace
@@ -140,24 +140,14 @@ def test_loss_terms(experts: int, neutral: bool, expected: set[str]) -> None:
     torch.testing.assert_close(doubled["landmark"], 2 * terms["landmark"])
 
 
-def write_samples(path: Path, subject: str, expression: str, radius: float, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    normals = rng.normal(size=(2000, 3))
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    space = rng.uniform(-0.7, 0.7, (1000, 3))
-    save_npz(path, surface_points=(radius * normals).astype(np.float32),
-             surface_normals=normals.astype(np.float32), space_points=space.astype(np.float32),
-             space_sdf=(np.linalg.norm(space, axis=1) - radius).astype(np.float32),
-             landmarks=face_landmarks(seed).numpy() * radius / 0.4, subject=np.array(subject),
-             expression=np.array(expression), radius_mm=np.array(100.0))
-
-
 def test_train_fit_mesh_through_the_command_lines(tmp_path: Path) -> None:
     samples = []
     for i, (subject, expression) in enumerate([("1", "1_neutral"), ("1", "2_smile"),
                                                 ("2", "1_neutral"), ("2", "2_smile")]):
         samples.append(tmp_path / f"{i}.npz")
-        write_samples(samples[-1], subject, expression, 0.35 + 0.05 * i, i)
+        radius = 0.35 + 0.05 * i
+        write_sphere_samples(samples[-1], subject, expression, radius, i, surface_points=2000,
+                             uniform_points=1000, landmarks=face_landmarks(i) * radius / 0.4)
     config = {"method": "ours", "model": {"name": "paper", **SMALL},
               "loss": {"embedding": 10.0, "smooth": 1.0, "entropy": 0.1},
               "train": {"epochs": 30, "scans_per_batch": 4, "points_per_scan": 256,

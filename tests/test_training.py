@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from conftest import write_sphere_samples
 
-from facerecon.io import save_npz
 from facerecon.mesh import extract_surface, sdf_volume
 from facerecon.trained import TrainedModel, TrainingCheckpoint
 
@@ -32,23 +32,6 @@ METHOD = {
     "train": {"epochs": 40, "scans_per_batch": 4, "points_per_scan": 512, "lr": 0.002,
               "code_lr": 0.01, "checkpoint_every_epochs": 5},
 }
-
-
-def write_sphere_samples(path: Path, subject: str, expression: str, radius: float,
-                         seed: int) -> None:
-    """Samples of a sphere of ``radius`` units, in facerecon.sample's format."""
-    rng = np.random.default_rng(seed)
-    normals = rng.normal(size=(4000, 3))
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    space = rng.normal(size=(2000, 3))
-    space *= rng.uniform(0, 1, (2000, 1)) ** (1 / 3) / np.linalg.norm(space, axis=1, keepdims=True)
-    norm = np.linalg.norm(space, axis=1)
-    save_npz(path, surface_points=(normals * radius).astype(np.float32),
-             surface_normals=normals.astype(np.float32), space_points=space.astype(np.float32),
-             space_sdf=(norm - radius).astype(np.float32),
-             space_grad=(space / norm[:, None]).astype(np.float32),
-             landmarks=np.zeros((68, 3), np.float32), subject=np.array(subject),
-             expression=np.array(expression), radius_mm=np.array(RADIUS_MM))
 
 
 @pytest.fixture(scope="module")
