@@ -719,16 +719,15 @@ def to_json(obj: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def stage_json(config: dict[str, Any], sections: tuple[str, ...], method: str | None = None
-               ) -> str:
+def stage_json(cfg: WorkflowConfig, sections: tuple[str, ...], method: str | None = None,
+               resolved: MethodConfig | None = None) -> str:
     """The resolved ``sections`` a stage reads, as compact JSON (a rule's params).
 
-    Method sections (model, loss, train, fit) come from ``method``'s resolved config;
-    'method' and 'dataset' are names. Passed as a string param so that Snakemake
-    records it and reruns exactly the stages whose sections changed.
+    ``cfg`` is the validated workflow config; method sections (model, loss, train, fit)
+    come from ``resolved``, the config of ``method`` (:func:`method_config`); 'method' and
+    'dataset' are names. Passed as a string param so that Snakemake records it and reruns
+    exactly the stages whose sections changed. Validation is the caller's, done once.
     """
-    cfg = load_workflow_config(config)
-    resolved = method_config(config, method) if method is not None else None
     out: dict[str, Any] = {}
     for name in sections:
         if name == "method":

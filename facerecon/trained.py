@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
@@ -36,6 +36,9 @@ def training_config(sections: dict[str, Any]) -> dict[str, Any]:
     """The TRAINING_SECTIONS of a stage's parsed sections, as plain JSON-ready data."""
     return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
             for k, v in sections.items() if k in TRAINING_SECTIONS}
+
+
+T = TypeVar("T")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -75,6 +78,14 @@ def _load(path: Path, kind: str, version: int, what: str) -> dict[str, Any]:
     return data
 
 
+def _from_payload(cls: type[T], data: dict[str, Any], path: Path, what: str) -> T:
+    """Dataclass ``cls`` from a loaded payload; InputError naming ``path`` if a field lacks."""
+    try:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+    except KeyError as exc:
+        raise InputError(f"{path}: {what} lacks {exc}") from None
+
+
 @dataclass
 class TrainedModel:
     """A trained implicit model: network weights, code tables and where they came from."""
@@ -98,6 +109,9 @@ class TrainedModel:
     """The model's state dict."""
     codes: dict[str, torch.Tensor]
     """The code tables' state dict (facerecon.models.LatentCodes)."""
+
+    def __post_init__(self) -> None:
+        self.scans = [tuple(s) for s in self.scans]  # a saved file holds them as lists
 
     @property
     def method_config(self) -> MethodConfig:
@@ -126,11 +140,7 @@ class TrainedModel:
         ``config`` (None: not checked)."""
         path = Path(path)
         data = _load(path, cls.FORMAT, cls.VERSION, "trained model")
-        try:
-            trained = cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
-        except KeyError as exc:
-            raise InputError(f"{path}: trained model lacks {exc}") from None
-        trained.scans = [tuple(s) for s in trained.scans]
+        trained = _from_payload(cls, data, path, "trained model")
         trained.check(path, method, config)
         return trained
 
@@ -178,11 +188,9 @@ class TrainingCheckpoint:
             return None
         try:
             data = _load(path, cls.FORMAT, cls.VERSION, "training checkpoint")
-            model = TrainedModel(**data["model"])
-            model.scans = [tuple(s) for s in model.scans]
-            checkpoint = cls(**{**{f.name: data[f.name] for f in dataclasses.fields(cls)},
-                                "model": model})
-        except (InputError, KeyError, TypeError) as exc:
+            model = _from_payload(TrainedModel, data.get("model", {}), path, "its model")
+            checkpoint = _from_payload(cls, {**data, "model": model}, path, "checkpoint")
+        except (InputError, TypeError) as exc:
             return cls._set_aside(path, f"unreadable ({exc})")
         for key in ("method", "config", "samples_digest", "subjects", "scans", "radius_mm"):
             if getattr(model, key) != getattr(expected, key):
@@ -226,10 +234,7 @@ class FittedCodes:
         """Read ``path``; refuse codes fitted to another file than ``model_path``."""
         path = Path(path)
         data = _load(path, cls.FORMAT, cls.VERSION, "fitted codes")
-        try:
-            fitted = cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
-        except KeyError as exc:
-            raise InputError(f"{path}: fitted codes lack {exc}") from None
+        fitted = _from_payload(cls, data, path, "fitted codes")
         if fitted.model_sha256 != file_sha256(model_path):
             raise InputError(f"{path}: fitted to another model than {model_path} "
                              "(its SHA-256 differs); refit")

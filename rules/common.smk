@@ -38,7 +38,9 @@ TABLE2 = CFG.table2 or list(CFG.methods)
 #: Methods that appear in a table: what per-scan and per-subject reports cover.
 METHODS = list(dict.fromkeys(TABLE1 + TABLE2))
 #: Every method by kind: 'implicit' ones train -> fit -> mesh, 'mesh' ones fit a mesh directly.
-KIND = {name: method_config(config, name).kind for name in CFG.methods}
+#: Every method's resolved config, computed once (rule params and inputs read it per job).
+METHOD_CFG = {name: method_config(config, name) for name in CFG.methods}
+KIND = {name: cfg.kind for name, cfg in METHOD_CFG.items()}
 
 
 def names_regex(names):
@@ -67,14 +69,14 @@ def stage_config(*sections, method=None):
     A string param, so Snakemake records it and reruns exactly the stages whose
     sections changed, and what follows them.
     """
-    return stage_json(config, sections, method)
+    return stage_json(CFG, sections, method, METHOD_CFG.get(method))
 
 
 def table_methods_json(methods):
     """Row descriptions for a table: latent dimension and the ablation flags."""
     rows = {}
     for name in methods:
-        cfg = method_config(config, name)
+        cfg = METHOD_CFG[name]
         rows[name] = {"dim": cfg.dim, **cfg.ablation_flags}
     return json.dumps(rows, separators=(",", ":"))
 
@@ -89,7 +91,7 @@ def metric_files(methods, scans):
 def view_inputs(method, scans):
     """For a method that reads images: each scan's camera (its view folder: the images
     stage) and preprocess record, in the order of ``scans``; else nothing."""
-    if not method_config(config, method).ablation_flags["multiscale"]:
+    if not METHOD_CFG[method].ablation_flags["multiscale"]:
         return {}
     return {
         "cameras": scan_files(f"{DATA}/images/{{subject}}/{{expression}}/camera.json", scans),

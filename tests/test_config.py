@@ -108,10 +108,11 @@ def test_config_imports_neither_torch_nor_trimesh() -> None:
         "            raise ImportError(f'{name} is blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
         "import yaml\n"
-        "from facerecon.config import load_workflow_config, stage_json\n"
+        "from facerecon.config import load_workflow_config, method_config, stage_json\n"
         "config = yaml.safe_load(open('config.yaml'))\n"
-        "load_workflow_config(config)\n"
-        "print(stage_json(config, ('method', 'model', 'fit'), 'deepsdf'))\n"
+        "cfg = load_workflow_config(config)\n"
+        "print(stage_json(cfg, ('method', 'model', 'fit'), 'deepsdf',\n"
+        "                 method_config(config, 'deepsdf')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, check=False)
@@ -155,7 +156,8 @@ def test_schema_carries_the_bounds_and_one_alternative_per_model() -> None:
 
 
 def test_stage_json_round_trips_through_the_command_line_parser(config: dict) -> None:
-    text = stage_json(config, ("method", "model", "loss", "fit"), "ours_experts_reg")
+    text = stage_json(load_workflow_config(config), ("method", "model", "loss", "fit"),
+                      "ours_experts_reg", method_config(config, "ours_experts_reg"))
     sections = parse_stage_json(text, ("method", "model", "loss", "fit"))
     assert sections["method"] == "ours_experts_reg"
     assert sections["model"] == method_config(config, "ours_experts_reg").model

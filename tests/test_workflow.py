@@ -7,6 +7,7 @@ results/.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,20 @@ def test_ict_dataset_runs_end_to_end(tmp_path: Path) -> None:
     assert not (tmp_path / "results/synthetic").exists()
 
 
+@contextlib.contextmanager
+def token_server(directory: Path) -> Iterator[int]:
+    """A loopback HTTP server of ``directory`` that wants TokenHandler's token; its port."""
+    handler = functools.partial(TokenHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class TokenHandler(http.server.SimpleHTTPRequestHandler):
     """Serves a folder, only to requests that carry the expected bearer token."""
 
@@ -210,13 +226,9 @@ def tu_shaped(mesh: trimesh.Trimesh, landmarks: np.ndarray) -> tuple[np.ndarray,
 def test_facescape_from_a_link_with_a_token(tmp_path: Path, tu_archive: Path) -> None:
     """Download (token from the environment, signed link), import, train, table; the
     secret and the link's signature appear in no file the workflow wrote."""
-    handler = functools.partial(TokenHandler, directory=str(tu_archive.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with token_server(tu_archive.parent) as port:
         signature = "Signature=abcdef0123456789"
-        url = f"http://127.0.0.1:{server.server_port}/{tu_archive.name}?{signature}"
+        url = f"http://127.0.0.1:{port}/{tu_archive.name}?{signature}"
         split = {"train_subjects": [1], "test_subjects": [2], "train_expressions": [1, 5],
                  "test_expressions": [5]}
         configs = overlay(tmp_path, {"dataset": "facescape", "facescape": {
@@ -224,9 +236,6 @@ def test_facescape_from_a_link_with_a_token(tmp_path: Path, tu_archive: Path) ->
         work = tmp_path / "work"
         snakemake(work, "results/table1.csv", configs=configs,
                   env={**ENV, "FACESCAPE_TOKEN": TokenHandler.token})
-    finally:
-        server.shutdown()
-        server.server_close()
     assert math.isfinite(pd.read_csv(work / "results/table1.csv")["chamfer_mm"].iloc[0])
     assert (work / "results/facescape/raw/2/models_reg/5_jaw_left.landmarks.txt").is_file()
     for path in work.rglob("*"):
@@ -316,12 +325,8 @@ def test_a_token_with_control_characters_never_prints(tmp_path: Path, tu_archive
                                                       secret: str) -> None:
     """The workflow refuses the token before any request, and the secret (or a part of it)
     appears in no output, log or result."""
-    handler = functools.partial(TokenHandler, directory=str(tu_archive.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/{tu_archive.name}"
+    with token_server(tu_archive.parent) as port:
+        url = f"http://127.0.0.1:{port}/{tu_archive.name}"
         split = {"train_subjects": [1], "test_subjects": [2], "train_expressions": [1, 5],
                  "test_expressions": [5]}
         configs = overlay(tmp_path, {"dataset": "facescape", "facescape": {
@@ -331,9 +336,6 @@ def test_a_token_with_control_characters_never_prints(tmp_path: Path, tu_archive
                "-d", str(work), "--cores", "2", "--configfile", *configs]
         result = subprocess.run(cmd, cwd=REPO, env={**ENV, "FACESCAPE_TOKEN": secret},
                                 capture_output=True, text=True, check=False)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode != 0
     assert "FACESCAPE_TOKEN" in result.stdout + result.stderr
     parts = [p for p in secret.replace("\r", "\n").split("\n") if p]
