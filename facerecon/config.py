@@ -103,10 +103,12 @@ class SyntheticConfig:
 class IctConfig:
     """The ICT-FaceKit benchmark (MIT licence), built in FaceScape's layout."""
 
-    model: str = "../shared/ict-facekit/ict_facekit.npz"
-    """ICT-FaceKit model: the packed .npz or the upstream FaceXModel/ folder. If it does not
-    exist, the upstream repository archive is downloaded from `url` and packed under
-    results/ict/model/."""
+    model: str = ""
+    """ICT-FaceKit model. Empty: the compact model shipped with facerecon (the scan surface
+    of all 100 identities and 57 expressions; scans within 0.0005 mm of the full model's).
+    Else the packed .npz or the upstream FaceXModel/ folder; if that path does not exist,
+    the upstream repository archive is downloaded from `url` and the full model (eyeballs,
+    teeth) packed as results/ict/model/ict_facekit.npz."""
     url: str = "https://github.com/ICT-VGL/ICT-FaceKit/archive/da5f95a6.zip"
     """Upstream repository archive (the commit the packed copy was made from)."""
     sha256: str = ""
@@ -330,6 +332,11 @@ class PaperModelConfig:
     empty: random initialisation. Nothing is downloaded."""
     freeze_backbone_epochs: Annotated[int, Bounds(ge=0)] = 10
     """The trunk's weights stay fixed for this many training epochs (paper: 10)."""
+    cache_frozen_trunk: bool = False
+    """While the trunk is frozen its output per crop cannot change: keep it, so the ResNet
+    runs once per scan instead of once per step. Costs C_trunk x (S/8)^2 floats per scan
+    (2 MB for the demo's 2-stage trunk; 8 MB each for the paper's 5,323 scans), so off
+    by default; the CPU demo turns it on."""
 
     @property
     def latent_dim(self) -> int:
@@ -381,9 +388,11 @@ class LossConfig:
     """Mean |delta| of the code-conditioned SDF correction (ImFace)."""
     disentangle: Annotated[float, Bounds(ge=0)] = 100.0
     """Mean expression displacement on neutral scans: the expression field stays still there."""
-    gate_supervision: Annotated[float, Bounds(ge=0)] = 10.0
+    gate_supervision: Annotated[float, Bounds(ge=0)] = 1000.0
     """Cross-entropy of the gate against each point's landmark region (the paper's
-    landmark-guided regions; facerecon.models.regions)."""
+    landmark-guided regions; facerecon.models.regions). It trains the gate's weights only,
+    so its size sets how fast the gate learns the regions against the SDF terms' pull on
+    it, not the geometry (the paper gives no value; 10 left the gate near uniform)."""
     gate_supervision_epochs: Annotated[int, Bounds(ge=0)] = 0
     """Schedule: gate supervision acts in the first this many training epochs (0: always)."""
     deformation: Annotated[float, Bounds(ge=0)] = 1.5
@@ -417,6 +426,12 @@ class TrainConfig:
     """A resumable checkpoint is written this often (and at the end)."""
     seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of weights, codes and batches."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Arithmetic of the training and fitting steps. 'bf16': forward pass and losses under
+    autocast in bfloat16 (weights, gradients and optimiser state stay float32), with TF32
+    matmuls on CUDA; on CPU it is CPU autocast, faster where the CPU has bfloat16
+    instructions (AVX512-BF16, AMX). 'fp32': exact float32, TF32 off, no autocast (bit for
+    bit reproducible on CPU). 'auto': 'bf16' on CUDA, 'fp32' on CPU."""
 
 
 @dataclass
@@ -442,7 +457,9 @@ class MeshConfig:
     resolution: Annotated[int, Bounds(ge=8)] = 256
     """Grid points per axis over [-1, 1]^3 (PROTOCOL: 256)."""
     coarse_resolution: Annotated[int, Bounds(ge=0)] = 64
-    """Coarse pass: only cells near its zero level are evaluated at full resolution."""
+    """Coarse pass of the narrow band on a CPU: only cells near its zero level are evaluated
+    at full resolution (0: every grid point in the crop sphere; on a GPU every one is,
+    whatever this says)."""
     chunk_points: Annotated[int, Bounds(ge=1)] = 65_536
     """Points per network call (memory bound)."""
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from facerecon.batches import (
+    Precision,
     add_device_arguments,
     add_view_arguments,
     conditioning,
@@ -65,6 +66,7 @@ def fit_scan(model_path: Path, samples_path: Path, sections: dict, out: Path,
     trained = TrainedModel.load(model_path, sections["method"] or None, expected)
     model, training_codes = trained.build(device)
     method_cfg = trained.method_config
+    precision = Precision.setup(method_cfg.train.precision, device)  # as the model trained
     scan = load_scans([samples_path], views or [], transforms or [])[0]
     if abs(scan.radius_mm - trained.radius_mm) > 1e-9:
         raise InputError(f"{samples_path}: crop radius {scan.radius_mm} mm differs from the "
@@ -74,7 +76,8 @@ def fit_scan(model_path: Path, samples_path: Path, sections: dict, out: Path,
     codes = {name: code.to(device)[None].requires_grad_(True)
              for name, code in initial_codes(spec, training_codes, fit, generator).items()}
     optimizer = torch.optim.Adam(list(codes.values()), lr=fit.lr)
-    view = model.prepare(conditioning({}, [scan], device))  # the network is frozen: once
+    with precision.autocast():  # the network is frozen: once
+        view = model.prepare(conditioning({}, [scan], device))
     history = []
     tic = time.perf_counter()
     for step in range(fit.iterations):
@@ -82,7 +85,7 @@ def fit_scan(model_path: Path, samples_path: Path, sections: dict, out: Path,
                             generator, device)
         del batch["neutral"]  # a test scan's expression is not known to the fit
         terms = optimisation_step(model, batch, dataclasses.replace(view, codes=codes),
-                                  method_cfg.loss, optimizer)
+                                  method_cfg.loss, optimizer, precision)
         history.append({"step": step + 1, **terms})
     result = FittedCodes(
         method=trained.method, model_sha256=file_sha256(model_path), subject=scan.subject,

@@ -33,10 +33,16 @@ if CFG.dataset == "synthetic":
 
 
 if CFG.dataset == "ict":
-    #: The packed model: the configured one if it exists, else packed from the download.
-    ICT_MODEL = (
-        CFG.ict.model if Path(CFG.ict.model).exists() else f"{DATA}/model/ict_facekit.npz"
-    )
+    from facerecon.data.ict import PACKAGED_MODEL
+
+    #: The model: the compact one shipped with facerecon when `ict.model` is empty, else the
+    #: configured one if it exists, else the full model packed from the download.
+    if not CFG.ict.model:
+        ICT_MODEL = str(PACKAGED_MODEL)
+    elif Path(CFG.ict.model).exists():
+        ICT_MODEL = CFG.ict.model
+    else:
+        ICT_MODEL = f"{DATA}/model/ict_facekit.npz"
 
     rule ict_download:
         output:

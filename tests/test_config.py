@@ -51,14 +51,20 @@ def test_default_config_is_valid_and_every_key_documented(config: dict) -> None:
 
 
 def test_method_overrides_merge_over_shared_sections(config: dict) -> None:
-    cfg = method_config(config, "ours_experts_reg")
+    cfg = method_config(config, "ablation_experts_reg")
     assert cfg.model.experts == 8
+    assert cfg.model.hidden_dim == config["model"]["hidden_dim"]  # the shared section
     assert cfg.loss.smooth > 0
     assert cfg.train.epochs == config["train"]["epochs"]
     assert cfg.ablation_flags == {"multiscale": False, "local_experts": True,
                                   "regularization": True}
-    assert method_config(config, "deepsdf").ablation_flags["local_experts"] is False
+    assert method_config(config, "imface").ablation_flags == {
+        "multiscale": False, "local_experts": False, "regularization": False}
+    assert all(method_config(config, "ours").ablation_flags.values())
     assert cfg.dim == config["model"]["id_dim"] + config["model"]["exp_dim"]
+    # a method of another model takes none of the shared section
+    deepsdf = method_config(config, "deepsdf")
+    assert deepsdf.model.name == "implicit" and deepsdf.ablation_flags["local_experts"] is False
 
 
 def test_method_json_round_trip() -> None:
@@ -157,9 +163,9 @@ def test_schema_carries_the_bounds_and_one_alternative_per_model() -> None:
 
 def test_stage_json_round_trips_through_the_command_line_parser(config: dict) -> None:
     text = stage_json(load_workflow_config(config), ("method", "model", "loss", "fit"),
-                      "ours_experts_reg", method_config(config, "ours_experts_reg"))
+                      "ours", method_config(config, "ours"))
     sections = parse_stage_json(text, ("method", "model", "loss", "fit"))
-    assert sections["method"] == "ours_experts_reg"
-    assert sections["model"] == method_config(config, "ours_experts_reg").model
+    assert sections["method"] == "ours"
+    assert sections["model"] == method_config(config, "ours").model
     with pytest.raises(InputError, match=r"unexpected section\(s\) \['fit'\]"):
         parse_stage_json(text, ("method", "model", "loss"))

@@ -1,4 +1,5 @@
-"""ICT-FaceKit benchmark (facerecon.data.ict): packer, reader, recipes and built scans.
+"""ICT-FaceKit benchmark (facerecon.data.ict): packer, reader, recipes, built scans and
+the compact model shipped with the package.
 
 Frame of the built scans: millimetres, face towards +z, head top towards +y,
 the subject's left towards +x (FaceScape's).
@@ -6,6 +7,9 @@ the subject's left towards +x (FaceScape's).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -14,14 +18,17 @@ import pytest
 from scipy.spatial import cKDTree
 
 from facerecon import io, layout
+from facerecon.config import IctConfig
 from facerecon.data import FaceDataset, ict
 
+REPO = Path(__file__).resolve().parents[1]
 SHARED = Path("/work/shared/ict-facekit")
 NPZ, FOLDER = SHARED / "ict_facekit.npz", SHARED / "FaceXModel"
 SEED = 3
 NEUTRAL, STRETCH, JAW_LEFT = 1, 3, 5
 
-pytestmark = pytest.mark.skipif(not NPZ.is_file(), reason="ICT-FaceKit data not available")
+#: The full model (and the upstream files) live outside the repository.
+needs_shared = pytest.mark.skipif(not NPZ.is_file(), reason="ICT-FaceKit data not available")
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +45,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@needs_shared
 def test_packer_reproduces_the_packed_arrays(packed: dict[str, np.ndarray],
                                              tmp_path: Path) -> None:
     ict.main(["pack", "--model-dir", str(FOLDER), "--out", str(tmp_path / "three.npz")])
@@ -58,6 +66,7 @@ def test_packer_reproduces_the_packed_arrays(packed: dict[str, np.ndarray],
         np.testing.assert_array_equal(folder[key], npz[key], err_msg=key)
 
 
+@needs_shared
 def test_pack_from_the_upstream_repository_archive(tmp_path: Path) -> None:
     """A zip laid out like GitHub's repository archive packs to the same arrays."""
     archive_path = tmp_path / "ICT-FaceKit-da5f95a6.zip"
@@ -86,6 +95,7 @@ def test_read_obj_fan_triangulates_polygons_in_file_order(tmp_path: Path) -> Non
         io.read_obj(path)
 
 
+@needs_shared
 def test_recipes_cover_every_expression_with_model_blendshapes(
         packed: dict[str, np.ndarray]) -> None:
     assert sorted(ict.RECIPES) == sorted(layout.EXPRESSIONS)
@@ -97,6 +107,7 @@ def test_recipes_cover_every_expression_with_model_blendshapes(
     assert len(table) == 22 and "| 5 | jaw_left | `jawLeft` 1, `jawOpen` 0.2 |" in table
 
 
+@needs_shared
 def test_left_blendshapes_act_on_the_subjects_left_at_plus_x(
         packed: dict[str, np.ndarray]) -> None:
     """ICT's _L is the subject's own left, which is +x in FaceScape's frame (no mirroring)."""
@@ -110,6 +121,7 @@ def test_left_blendshapes_act_on_the_subjects_left_at_plus_x(
     assert packed["expression_deltas"][names.index("jawLeft"), chin, 0] > 0.5  # cm towards +x
 
 
+@needs_shared
 def test_build_layout_scale_and_frame(built: Path) -> None:
     FaceDataset(built).check(["1", "2"], [NEUTRAL, STRETCH, JAW_LEFT])
     expected = {f"{s}/models_reg/{layout.scan_name(k)}.{ext}" for s in (1, 2)
@@ -130,6 +142,7 @@ def test_build_layout_scale_and_frame(built: Path) -> None:
         assert distance.max() < 1e-5  # landmarks are mesh vertices
 
 
+@needs_shared
 def test_build_expressions_move_the_right_way(built: Path) -> None:
     for subject in (1, 2):
         neutral = io.load_landmarks(layout.landmarks_path(built, subject, NEUTRAL))
@@ -143,6 +156,7 @@ def test_build_expressions_move_the_right_way(built: Path) -> None:
     assert np.abs(one - two).max() > 1  # identities differ
 
 
+@needs_shared
 def test_build_is_deterministic_per_subject(built: Path, tmp_path: Path) -> None:
     """Subject 2 alone, expressions in another order: the same bytes."""
     ict.main(["build", "--model", str(NPZ), "--out", str(tmp_path), "--subjects", "2",
@@ -154,6 +168,7 @@ def test_build_is_deterministic_per_subject(built: Path, tmp_path: Path) -> None
     assert not (tmp_path / "1").exists()
 
 
+@needs_shared
 def test_build_from_incomplete_folder_names_missing_files(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -164,3 +179,96 @@ def test_build_from_incomplete_folder_names_missing_files(
     assert "mouthSmile_L.obj" in err and "eyeBlink_R.obj" in err and "jawLeft.obj" in err
     assert "jawOpen.obj" not in err
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------
+# The compact model inside the package
+
+
+@needs_shared
+def test_compact_pack_round_trip(tmp_path: Path) -> None:
+    """`pack --compact`: the scan surface, LZMA members, the same bytes each time, and
+    load_model gives the deltas back to half a step."""
+    for name in ("a.npz", "b.npz"):
+        ict.main(["pack", "--compact", "--model-dir", str(FOLDER), "--out", str(tmp_path / name)])
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.npz") as zf:
+        assert {info.compress_type for info in zf.infolist()} == {zipfile.ZIP_LZMA}
+    expected = ict.scan_model(ict.load_model(FOLDER)).arrays()
+    loaded = ict.load_model(tmp_path / "a.npz").arrays()
+    assert len(expected["vertices_neutral"]) <= ict.SCAN_VERTEX_END
+    for key, value in expected.items():
+        assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape, key
+        if key.endswith("_deltas"):
+            assert np.abs(loaded[key] - value).max() <= 0.6 * ict.COMPACT_STEP_CM, key
+        else:
+            np.testing.assert_array_equal(loaded[key], value, err_msg=key)
+
+
+@needs_shared
+def test_packaged_model_is_the_full_model_compacted() -> None:
+    """The shipped file holds the full model's scan surface, deltas rounded to the step
+    (`pack --compact --npz` of the full model, as the module docstring says)."""
+    expected = ict.scan_model(ict.load_model(NPZ)).arrays()
+    shipped = io.load_npz(ict.PACKAGED_MODEL)
+    assert sorted(shipped) == sorted([*expected, "identity_scale", "expression_scale"])
+    for key in ("identity_deltas", "expression_deltas"):
+        scale = shipped.pop(key.replace("_deltas", "_scale"))
+        assert shipped[key].dtype == np.int32 and scale == ict.COMPACT_STEP_CM, key
+        error = np.abs(shipped.pop(key) * scale - expected.pop(key)).max()
+        assert error <= 0.5001 * ict.COMPACT_STEP_CM, key
+    for key, value in expected.items():
+        assert shipped[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(shipped[key], value, err_msg=key)
+
+
+@needs_shared
+def test_packaged_model_reproduces_the_full_models_scans() -> None:
+    """Scan-surface vertices and landmarks of 4 identities x 20 expressions within 0.001 mm."""
+    models = ict.load_model(NPZ), ict.load_model()  # full, packaged (the default)
+    assert models[1].identity_deltas.dtype == models[1].expression_deltas.dtype == np.float32
+    for key in ("identity_names", "expression_names"):
+        np.testing.assert_array_equal(getattr(models[1], key), getattr(models[0], key))
+    surfaces = [ict.ScanSurface.of(model) for model in models]
+    np.testing.assert_array_equal(surfaces[1].faces, surfaces[0].faces)
+    worst = 0.0
+    for subject in range(1, 5):
+        identities = [ict.identity_vertices_cm(model, surface, SEED, subject)
+                      for model, surface in zip(models, surfaces, strict=True)]
+        for expression in ict.RECIPES:
+            (mesh_full, landmarks_full), (mesh, landmarks) = (
+                ict.make_scan(model, surface, identity, expression)
+                for model, surface, identity in zip(models, surfaces, identities, strict=True))
+            worst = max(worst, np.linalg.norm(mesh.vertices - mesh_full.vertices, axis=1).max(),
+                        np.linalg.norm(landmarks - landmarks_full, axis=1).max())
+    assert worst < 1e-3  # mm
+
+
+def test_packaged_model_ships_small_with_its_licence() -> None:
+    assert ict.PACKAGED_MODEL.stat().st_size < 10e6
+    licence = ict.PACKAGED_LICENSE.read_text()
+    assert "MIT License" in licence and "USC Institute for Creative Technologies" in licence
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["facerecon.data"]
+    assert {ict.PACKAGED_MODEL.name, ict.PACKAGED_LICENSE.name} <= set(package_data)
+
+
+@pytest.mark.slow
+def test_ict_dataset_builds_from_the_packaged_model_by_default(tmp_path: Path) -> None:
+    """`dataset: ict` with config.yaml's defaults: the packaged model, nothing from
+    ../shared, nothing downloaded."""
+    assert IctConfig().model == ""
+    target = f"results/ict/raw/7/models_reg/{layout.scan_name(JAW_LEFT)}.obj"
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [str(bin_dir / "snakemake"), "-s", str(REPO / "workflow/Snakefile"), target, "-p",
+         "-d", str(tmp_path), "--cores", "1", "--configfile", str(REPO / "config.yaml"),
+         "--config", "dataset=ict"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert f"--model {ict.PACKAGED_MODEL} " in output
+    assert "shared/ict-facekit" not in output and "ict_download" not in output
+    FaceDataset(tmp_path / "results/ict/raw").check(["7"], [JAW_LEFT])

@@ -311,3 +311,21 @@ def test_backbone_parameters_are_the_trunk_and_gradients_reach_image_and_trunk()
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
     assert encoder.trunk.conv1.weight.grad.abs().sum() > 0
     assert encoder.trunk.layer2[-1].conv3.weight.grad.abs().sum() > 0
+
+
+def test_a_crops_features_do_not_depend_on_its_batch_from_construction_on() -> None:
+    # The trunk's BatchNorm uses its stored statistics from the start (not only after a
+    # .train() call): a crop's features are the same alone or among others, and the
+    # running statistics never move, in training as in evaluation.
+    torch.manual_seed(0)
+    encoder = ImageEncoder(trunk_stages=2, branch_channels=4, out_channels=8,
+                           out_resolution=8)
+    assert encoder.training and not encoder.trunk.training
+    stats = {k: v.clone() for k, v in encoder.trunk.state_dict().items()}
+    crops = _image(64, batch=3, seed=1)
+    with torch.no_grad():
+        together = encoder(crops)
+        alone = encoder(crops[1:2])
+    torch.testing.assert_close(alone[0], together[1], rtol=1e-5, atol=1e-5)
+    for key, value in encoder.trunk.state_dict().items():
+        assert torch.equal(value, stats[key]), key

@@ -140,6 +140,26 @@ def test_loss_terms(experts: int, neutral: bool, expected: set[str]) -> None:
     torch.testing.assert_close(doubled["landmark"], 2 * terms["landmark"])
 
 
+def test_region_labels_teach_the_gate_only() -> None:
+    model, query = model_and_query(experts=8)
+    for net in (*model.expression_field.mini_nets, *model.identity_field.mini_nets):
+        torch.nn.init.normal_(net.heads[-1].weight, std=0.1)  # fields that move points
+    codes = {k: v.clone().requires_grad_(True) for k, v in query.cond.codes.items()}
+    cond = Conditioning(codes)
+    only = LossConfig(**{f.name: 0.0 for f in dataclasses.fields(LossConfig)
+                         if f.name not in ("smooth_sigma", "gate_supervision_epochs")})
+    terms = model.get_loss_dict(batch_of(query, False), cond,
+                                dataclasses.replace(only, gate_supervision=1.0))
+    assert set(terms) == {"sdf", "normal", "eikonal", "embedding", "eikonal_template",
+                          "landmark", "landmark_warp", "correction", "gate_supervision"}
+    terms["gate_supervision"].backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in model.gate.parameters())
+    for name, p in model.named_parameters():
+        if not name.startswith("gate."):
+            assert p.grad is None or not p.grad.any(), name
+    assert all(c.grad is None or not c.grad.any() for c in codes.values())
+
+
 def test_train_fit_mesh_through_the_command_lines(tmp_path: Path) -> None:
     samples = []
     for i, (subject, expression) in enumerate([("1", "1_neutral"), ("1", "2_smile"),

@@ -62,7 +62,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("workflow")
     snakemake(work, "results/table1.csv", "results/table2.csv",
               "results/figures/chamfer_by_expression.png",
-              "results/figures/alignment_overlay.png")
+              "results/figures/alignment_overlay.png",
+              "results/synthetic/figures/experts_experts_reg.png")
     return work
 
 
@@ -74,6 +75,7 @@ def test_tables_have_the_contract_columns_and_finite_numbers(workdir: Path) -> N
     table2 = pd.read_csv(workdir / "results/table2.csv")
     assert list(table2.columns) == ["multiscale", "local_experts", "regularization",
                                     "chamfer_mm", "fscore_1mm", "n_scans"]
+    assert list(table2["multiscale"]) == [False, False, True]
     assert list(table2["local_experts"]) == [False, True, True]
     assert list(table2["regularization"]) == [False, False, True]
     for table in (table1, table2):
@@ -86,8 +88,11 @@ def test_tables_have_the_contract_columns_and_finite_numbers(workdir: Path) -> N
     camera = json.loads((workdir / "results/synthetic/images/3/3_mouth_stretch/camera.json")
                         .read_text())
     assert camera["reprojection_error_px"]["median"] < 2.0
+    gates = json.loads((workdir / "results/synthetic/figures/experts_experts_reg.json")
+                       .read_text())
+    assert gates["experts"] == 2 and 0.5 <= gates["mean_max_gate"] <= 1.0
     for rule in ("synthetic_scan", "prepare_images", "preprocess", "sample", "train", "fit",
-                 "mesh", "evaluate"):
+                 "mesh", "evaluate", "gate_report"):
         assert any((workdir / "results/synthetic/logs" / rule).rglob("*.log")), rule
         assert any((workdir / "results/synthetic/benchmarks" / rule).rglob("*.tsv")), rule
 
@@ -354,7 +359,7 @@ def test_a_method_that_reads_images_gets_each_scans_view(workdir: Path, tmp_path
         "model": {"name": "paper", "id_dim": 8, "exp_dim": 8, "pe_frequencies": 2,
                   "landmark_hidden_dim": 16, "deform_hidden_dim": 8, "deform_layers": 1,
                   "hyper_hidden_dim": 8, "template_hidden_dim": 16, "template_layers": 2,
-                  "hidden_dim": 8, "hidden_layers": 1, "gate_hidden_dim": 8,
+                  "hidden_dim": 8, "hidden_layers": 1, "experts": 8, "gate_hidden_dim": 8,
                   "multiscale_features": True, "trunk_stages": 2, "branch_channels": 4,
                   "image_channels": 8, "feature_resolution": 8, "fusion_dim": 4,
                   "freeze_backbone_epochs": 5},

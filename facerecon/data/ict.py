@@ -2,10 +2,25 @@
 
 The ICT-FaceKit "Face Model Light" (USC ICT) is a linear model registered to one
 topology: ``neutral + w_id @ identity_deltas + w_exp @ expression_deltas``, in
-centimetres, face towards +z, head top towards +y. This module reads it either
-from the upstream ``FaceXModel/`` folder of OBJ files or from the packed ``.npz``
-(schema in ``/work/shared/ict-facekit/README.md``), and writes scans in
-FaceScape's layout (:mod:`facerecon.layout`):
+centimetres, face towards +z, head top towards +y. This module reads it from the
+upstream ``FaceXModel/`` folder of OBJ files, from the packed ``.npz`` (every
+upstream array, float32; schema in the shared ``ict-facekit/README.md``) or from a
+compact ``.npz``, and writes scans in FaceScape's layout (:mod:`facerecon.layout`).
+
+The compact npz (``pack --compact``) has the same keys, cut to the scan surface
+(:func:`scan_model`: the faces and vertices every scan is built from, no eyeballs,
+teeth or eyelashes), with the identity and expression deltas stored as int32
+multiples of one step per array (``identity_scale``, ``expression_scale``:
+:data:`COMPACT_STEP_CM`) in LZMA-compressed members; :func:`load_model` turns them
+back into float32. A scan sums 100 identity deltas with N(0, 1) weights, so their
+rounding errors add up: int16 with one scale per array (largest delta / 32767) is
+off by 0.008 mm, with one scale per mode by 0.002 mm; this step keeps scans within
+0.0005 mm (0.00048 mm at most over 2 seeds x 25 subjects x 20 expressions). One
+such file ships with facerecon (:data:`PACKAGED_MODEL`, 100 identities and 57
+expressions, the default model; ICT-FaceKit's MIT licence beside it as
+:data:`PACKAGED_LICENSE`).
+
+Scans:
 
 - identity: one N(0, 1) weight per identity mode, drawn from
   ``np.random.default_rng([seed, subject_id])``, so a subject's files never
@@ -26,10 +41,17 @@ towards +x, the subject's left, which is FaceScape's ``jaw_left`` /
 
 Command lines::
 
-    python -m facerecon.data.ict build --model PATH --out DIR --subjects N --seed S \
+    python -m facerecon.data.ict build [--model PATH] --out DIR --subjects N --seed S \
         [--only ID ...] [--expressions K ...]
     python -m facerecon.data.ict pack --model-dir FaceXModel/ --out ict_facekit.npz
+    python -m facerecon.data.ict pack --archive ICT-FaceKit-da5f95a6.zip --out ict_facekit.npz
     python -m facerecon.data.ict recipes   # the recipe table in Markdown
+
+The packaged compact model is made, from the repository root, by (or from the
+upstream repository zip: ``--archive`` instead of ``--npz``)::
+
+    python -m facerecon.data.ict pack --compact --npz ../shared/ict-facekit/ict_facekit.npz \
+        --out facerecon/data/ict_facekit_compact.npz
 """
 
 from __future__ import annotations
@@ -39,8 +61,9 @@ import os
 import re
 import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +76,15 @@ CM_TO_MM = 10.0
 NEUTRAL_OBJ = "generic_neutral_mesh.obj"
 LANDMARK_JSON = "vertex_indices.json"
 _IDENTITY_STEM = re.compile(r"identity\d+")
+
+#: The compact model shipped with facerecon (the default model) and ICT-FaceKit's licence.
+PACKAGED_MODEL = Path(__file__).with_name("ict_facekit_compact.npz")
+PACKAGED_LICENSE = Path(__file__).with_name("ICT_FACEKIT_LICENSE")
+
+#: Compact npz: deltas (key) stored as integers times one scale per array (value) ...
+_SCALE_KEYS = {"identity_deltas": "identity_scale", "expression_deltas": "expression_scale"}
+#: ... this step: rounding moves a delta by at most 0.015 micrometres.
+COMPACT_STEP_CM = 3e-6
 
 #: Vertex ranges of the scan-like surface: face [0, 9409), head and neck [9409, 11248)
 #: and mouth socket [11248, 13294); eye sockets, gums, tongue, teeth and eyeballs follow.
@@ -156,13 +188,30 @@ def _read_folder(model_dir: Path) -> IctModel:
                     deltas(expression_names), _landmarks_json(model_dir))
 
 
-def load_model(path: str | os.PathLike) -> IctModel:
-    """Read the model from the upstream folder or the packed npz (same arrays either way)."""
+def _dequantised(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """Float32 deltas from a compact npz's integer deltas and scales; a full npz passes as
+    it is."""
+    out = dict(arrays)
+    for key, scale_key in _SCALE_KEYS.items():
+        if scale_key not in out:
+            continue
+        deltas, scale = out[key], out.pop(scale_key)
+        if deltas.dtype.kind != "i" or scale.shape != ():
+            raise io.InputError(f"{path}: {key} ({deltas.dtype}) and {scale_key} "
+                                f"{scale.shape} are not integers and one scale (compact npz)")
+        out[key] = deltas.astype(np.float32) * np.float32(scale)
+    return out
+
+
+def load_model(path: str | os.PathLike = PACKAGED_MODEL) -> IctModel:
+    """Read the model from the upstream folder, the packed or the compact npz (the
+    packaged one by default); the same float32 arrays either way."""
     path = Path(path)
     if path.is_dir():
         model = _read_folder(path)
     else:
-        model = IctModel(**io.load_npz(path, tuple(f.name for f in fields(IctModel))))
+        arrays = io.load_npz(path, tuple(f.name for f in fields(IctModel)))
+        model = IctModel(**_dequantised(arrays, path))
     n_vertices = len(model.vertices_neutral)
     shapes_ok = (model.identity_deltas.shape == (len(model.identity_names), n_vertices, 3)
                  and model.expression_deltas.shape == (len(model.expression_names), n_vertices, 3)
@@ -175,16 +224,39 @@ def load_model(path: str | os.PathLike) -> IctModel:
     return model
 
 
-def pack(model_dir: str | os.PathLike, out: str | os.PathLike) -> IctModel:
-    """Pack the upstream folder into the npz schema (compressed, written atomically)."""
-    model = _read_folder(Path(model_dir))
+def _integer_deltas(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` with the deltas as int32 multiples of :data:`COMPACT_STEP_CM`, and that
+    step as their scale."""
+    out = dict(arrays)
+    for key, scale_key in _SCALE_KEYS.items():
+        out[key] = np.rint(arrays[key].astype(np.float64) / COMPACT_STEP_CM).astype(np.int32)
+        out[scale_key] = np.array(COMPACT_STEP_CM)
+    return out
+
+
+def pack(source: str | os.PathLike, out: str | os.PathLike, compact: bool = False
+         ) -> IctModel:
+    """Pack the upstream folder (or re-pack a packed npz) into one npz, compressed and
+    written atomically; returns the model written. ``compact``: :func:`scan_model`, integer
+    deltas, LZMA-compressed members (a third smaller than deflate's); :func:`load_model`
+    and ``np.load`` read either file."""
+    model = load_model(source)
     with io.atomic_path(out, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **model.arrays())
+        if compact:
+            model = scan_model(model)
+            with zipfile.ZipFile(tmp, "w") as zf:
+                for key, value in _integer_deltas(model.arrays()).items():
+                    info = zipfile.ZipInfo(f"{key}.npy")  # a fixed date: the same bytes each time
+                    info.compress_type = zipfile.ZIP_LZMA
+                    with zf.open(info, "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, value, allow_pickle=False)
+        else:
+            np.savez_compressed(tmp, **model.arrays())
     return model
 
 
 def pack_archive(source: str | os.PathLike, out: str | os.PathLike,
-                 max_uncompressed_gb: float = 8.0) -> IctModel:
+                 max_uncompressed_gb: float = 8.0, compact: bool = False) -> IctModel:
     """Pack straight from the upstream repository archive: only FaceXModel/ is extracted
     (safely: facerecon.data.archive), into a temporary folder that is removed afterwards."""
     source = Path(source)
@@ -196,7 +268,7 @@ def pack_archive(source: str | os.PathLike, out: str | os.PathLike,
         raise io.InputError(f"{source}: no FaceXModel/ folder inside the archive")
     with tempfile.TemporaryDirectory() as tmp:
         archive.extract(source, Path(tmp) / "upstream", wanted, max_uncompressed_bytes=limit)
-        return pack(Path(tmp) / "upstream" / "FaceXModel", out)
+        return pack(Path(tmp) / "upstream" / "FaceXModel", out, compact=compact)
 
 
 def check_recipes(model: IctModel, source: str | os.PathLike) -> None:
@@ -231,6 +303,18 @@ class ScanSurface:
             raise io.InputError("ICT model: a landmark vertex lies outside the scan surface")
         return cls(vertex_ids, np.searchsorted(vertex_ids, faces),
                    np.searchsorted(vertex_ids, model.landmarks68))
+
+
+def scan_model(model: IctModel) -> IctModel:
+    """The model cut to its :class:`ScanSurface`, renumbered: every scan has the same
+    vertices, faces and landmarks as from the whole model (whose surface this is)."""
+    surface = ScanSurface.of(model)
+    ids = surface.vertex_ids
+    return replace(model, vertices_neutral=model.vertices_neutral[ids],
+                   faces=surface.faces.astype(np.int32),
+                   identity_deltas=model.identity_deltas[:, ids],
+                   expression_deltas=model.expression_deltas[:, ids],
+                   landmarks68=surface.landmarks.astype(np.int32))
 
 
 def identity_vertices_cm(model: IctModel, surface: ScanSurface, seed: int, subject_id: int
@@ -291,15 +375,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="ICT-FaceKit benchmark in FaceScape's layout.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build scans of random ICT identities")
-    build.add_argument("--model", type=Path, required=True,
-                       help="upstream FaceXModel/ folder or the packed .npz")
+    build.add_argument("--model", type=Path, default=PACKAGED_MODEL,
+                       help="upstream FaceXModel/ folder, the packed or a compact .npz "
+                            "(default: the compact model shipped with facerecon)")
     add_build_arguments(build)
     packer = commands.add_parser("pack", help="pack the upstream OBJ folder into one .npz")
     source = packer.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-dir", type=Path, help="upstream FaceXModel/ folder")
     source.add_argument("--archive", type=Path,
                         help="upstream repository archive (zip/tar) holding FaceXModel/")
+    source.add_argument("--npz", type=Path, help="a packed .npz to re-pack (with --compact)")
     packer.add_argument("--out", type=Path, required=True, help="output .npz")
+    packer.add_argument("--compact", action="store_true",
+                        help="scan surface only, integer deltas (the packaged model's format)")
     commands.add_parser("recipes", help="print the expression recipes as a Markdown table")
     args = parser.parse_args(argv)
     if args.command == "build":
@@ -313,10 +401,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "recipes":
         print(recipe_markdown(), end="")
     elif args.command == "pack":
-        model = (pack(args.model_dir, args.out) if args.model_dir
-                 else pack_archive(args.archive, args.out))
+        model = (pack_archive(args.archive, args.out, compact=args.compact) if args.archive
+                 else pack(args.model_dir or args.npz, args.out, compact=args.compact))
         print(f"{args.out}: {len(model.identity_names)} identities, "
-              f"{len(model.expression_names)} expressions, {len(model.vertices_neutral)} vertices")
+              f"{len(model.expression_names)} expressions, {len(model.vertices_neutral)} "
+              f"vertices, {args.out.stat().st_size / 1e6:.1f} MB")
     else:
         model = load_model(args.model)
         check_recipes(model, args.model)

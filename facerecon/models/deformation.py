@@ -163,7 +163,9 @@ class HyperSiren(nn.Module):
         return params
 
     def evaluate(self, x: Tensor, params: list[tuple[Tensor, Tensor]]) -> Tensor:
-        """x (B, N, in_dim) with per-scan ``params`` (see :meth:`siren_params`) -> (B, N, out)."""
+        """x (B, N, in_dim) with per-scan ``params`` (see :meth:`siren_params`) -> (B, N, out).
+        Only the layer shapes and omega_0 are this module's: params of several SIRENs of the
+        same shapes, stacked along B, are evaluated in one pass."""
         for w, b in params[:-1]:
             x = torch.sin(self.omega_0 * torch.baddbmm(b, x, w))
         w, b = params[-1]
@@ -204,8 +206,14 @@ class DeformationField(nn.Module):
             raise ValueError(f"DeformationField: expected {self.n_centres} centres, "
                              f"got centres of shape {tuple(centres.shape)}")
         blend = torch.softmax(self.blend(points), dim=-1)
-        twist = points.new_zeros(*points.shape[:-1], 6)
-        for k, net in enumerate(self.mini_nets):
-            offsets = points - centres[:, k : k + 1]
-            twist = twist + blend[..., k : k + 1] * net(offsets, code)
+        # All mini-nets in one batched SIREN pass: their per-scan weights stacked to
+        # (B * K, d_in, d_out) per layer, the offsets p - c_k to (B * K, N, 3).
+        per_net = [net.siren_params(code) for net in self.mini_nets]
+        stacked = [(torch.stack([p[i][0] for p in per_net], 1).flatten(0, 1),
+                    torch.stack([p[i][1] for p in per_net], 1).flatten(0, 1))
+                   for i in range(len(per_net[0]))]
+        offsets = (points[:, None] - centres[:, :, None]).flatten(0, 1)  # (B * K, N, 3)
+        twists = self.mini_nets[0].evaluate(offsets, stacked).unflatten(0, centres.shape[:2])
+        # (B, N, 6); the exponential map runs in the points' precision (fp32 under autocast)
+        twist = torch.einsum("bnk,bknd->bnd", blend, twists).to(points.dtype)
         return {"points": apply_se3(points, twist), "twist": twist, "blend": blend}

@@ -168,6 +168,7 @@ class ImageEncoder(nn.Module):
                              persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
                              persistent=False)
+        self.trunk.eval()  # from the start, not only after a .train() call (see train)
 
     def train(self, mode: bool = True) -> ImageEncoder:
         """Train mode for the head; the trunk's BatchNorm layers always use their stored

@@ -26,7 +26,8 @@ shared template, where ImFace has one correction network (experts = 1). The gate
 in template space, so eq. 9's neighbour pairs are drawn there and need only the gate. Reading the
 experts as the mini-nets themselves would tie K to the 5 landmarks that centre them,
 which contradicts K = 8. During training, each point's landmark region
-(:mod:`facerecon.models.regions`, 8 regions) supervises the gate when K = 8.
+(:mod:`facerecon.models.regions`, 8 regions) supervises the gate when K = 8 (the
+gate's weights only: the labels do not move points, images or codes).
 
 **Multi-scale image features** (``multiscale_features``, section 2.1): the aligned crop
 goes through :class:`~facerecon.models.image_encoder.ImageEncoder` once per scan
@@ -42,6 +43,7 @@ trunk's weights stay fixed for ``freeze_backbone_epochs`` (a param group with
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 import torch
@@ -97,6 +99,8 @@ class PaperFace(Model):
             self.correction.biases[-1].zero_()
         self.gate = (Gate(h_dim, code_dim, cfg.gate_hidden_dim, cfg.experts)
                      if cfg.experts > 1 else None)
+        #: Frozen trunk outputs by crop digest (with ``cache_frozen_trunk``), (C, h, w) each.
+        self._trunk_cache: dict[bytes, torch.Tensor] = {}
 
     def latent_spec(self) -> tuple[LatentSpace, ...]:
         """An identity code per subject and an expression code per scan."""
@@ -111,7 +115,30 @@ class PaperFace(Model):
             raise InputError("this model reads each scan's aligned crop and camera: give the "
                              "images stage's folders (--views) and the preprocess records "
                              "(--transforms)")
-        return dataclasses.replace(cond, features=self.encoder(cond.image))
+        return dataclasses.replace(cond, features=self.image_features(cond.image))
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """nn.Module's, forgetting cached trunk outputs (the trunk's weights may change)."""
+        self._trunk_cache.clear()
+        return super().load_state_dict(*args, **kwargs)
+
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """Crops (B, 3, S, S) -> multi-scale feature maps M (B, C, R, R). With
+        ``cache_frozen_trunk`` and the trunk frozen (no trunk weight requires a gradient),
+        the trunk runs once per distinct crop (keyed by its bytes); otherwise every call."""
+        encoder = self.encoder
+        frozen = not any(p.requires_grad for p in encoder.backbone_parameters())
+        if not (self.cfg.cache_frozen_trunk and frozen):
+            self._trunk_cache.clear()  # the trunk may train: cached outputs would go stale
+            return encoder(image)
+        keys = [hashlib.sha256(crop.detach().cpu().numpy().tobytes()).digest()
+                for crop in image]
+        missing = [i for i, key in enumerate(keys) if key not in self._trunk_cache]
+        if missing:
+            with torch.no_grad():
+                trunk = encoder.trunk_features(image[missing])
+            self._trunk_cache.update(zip([keys[i] for i in missing], trunk, strict=True))
+        return encoder.multi_scale(torch.stack([self._trunk_cache[key] for key in keys]))
 
     def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
         """The trunk apart, fixed for the first ``freeze_backbone_epochs`` epochs."""
@@ -138,8 +165,8 @@ class PaperFace(Model):
     def forward(self, query: Query) -> dict[str, torch.Tensor]:
         """'sdf' (B, N); the pieces the losses need: 'template_sdf' and 'correction' (B, N),
         'neutral_points' and 'template_points' (B, N, 3), the predicted landmarks
-        'landmarks_expression' and 'landmarks_identity' (B, 68, 3) and, with experts,
-        'gates' (B, N, K)."""
+        'landmarks_expression' and 'landmarks_identity' (B, 68, 3), the gate's per-point
+        input h 'gate_input' (B, N, P) and, with experts, 'gates' (B, N, K)."""
         z_id, z_exp = query.cond.codes["identity"], query.cond.codes["expression"]
         marks = self.landmarks(z_id, z_exp)
         centres = list(CENTRE_LANDMARKS)
@@ -161,6 +188,7 @@ class PaperFace(Model):
             out["image_features"] = self.fusion(features, f_img)
             h = torch.cat([features, out["image_features"]], dim=-1)
         per_expert = self.correction(h, codes)
+        out["gate_input"] = h
         if self.gate is None:
             out["correction"] = per_expert[..., 0]
         else:
@@ -215,7 +243,10 @@ class PaperFace(Model):
                                               codes),
             out["template_points"].detach(), weights))
         if weights.gate_supervision > 0 and out["gates"].shape[-1] == len(REGION_NAMES):
+            # The region labels teach the gate only: a gate-only pass on the detached input,
+            # so the labels never pull on the deformation fields, the image branch or the codes.
             labels = region_labels(points.detach(), landmarks)
+            gates = self.gate(out["gate_input"].detach(), codes.detach())
             terms["gate_supervision"] = weights.gate_supervision * losses.gate_supervision(
-                out["gates"], labels)
+                gates, labels)
         return terms
