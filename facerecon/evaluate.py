@@ -2,9 +2,10 @@
 
 Both meshes are in millimetres. Each is sampled area-uniformly (150,000 points
 by default, seeded), the reconstruction (``pred``) is rigidly aligned to the
-ground truth (``gt``) by point-to-point ICP (at most 20 iterations, no scale),
-and unsquared Euclidean nearest-neighbour distances between the two sample
-sets give the protocol numbers:
+ground truth (``gt``) by point-to-point ICP (at most 20 iterations, no scale;
+by default ImFace's reference procedure, see ``EvaluateConfig.icp``), and
+unsquared Euclidean nearest-neighbour distances between the two sample sets
+give the protocol numbers:
 
 * Chamfer = (mean(gt -> pred) + mean(pred -> gt)) / 2, in mm;
 * precision = share of pred samples within ``threshold_mm`` of a gt sample,
@@ -19,7 +20,8 @@ other mesh's triangles, via a BVH) is reported beside the protocol numbers.
 Command line::
 
     python -m facerecon.evaluate --pred PRED --gt GT [--samples N] [--seed S]
-        [--threshold-mm T] [--no-icp] [--config JSON] [--out JSON]
+        [--threshold-mm T] [--icp {reference,rematch,none}] [--config JSON]
+        [--out JSON]
 
 prints one JSON object (see :func:`evaluate_meshes`) and, with ``--out``,
 writes the same object atomically to that file.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import point_cloud_utils as pcu
@@ -38,7 +40,12 @@ import trimesh
 
 from facerecon.config import EvaluateConfig, add_config_arguments, parse_config_arguments
 from facerecon.geometry.align import apply_transform
-from facerecon.geometry.distance import DEFAULT_THRESHOLD_MM, chamfer_fscore, rigid_icp
+from facerecon.geometry.distance import (
+    DEFAULT_THRESHOLD_MM,
+    chamfer_fscore,
+    reference_icp,
+    rigid_icp,
+)
 from facerecon.geometry.surface import sample_surface
 from facerecon.io import InputError, load_mesh, run_cli, write_json
 
@@ -46,6 +53,8 @@ DEFAULT_SAMPLES = EvaluateConfig.samples
 #: What the evaluate stage reads.
 EVALUATE_STAGE = ("evaluate",)
 ICP_SUBSAMPLE = 20_000  # pred samples used by ICP; the final metrics use all of them
+#: ICP procedure per ``EvaluateConfig.icp`` choice ('none' skips alignment).
+ICP_METHODS = {"reference": reference_icp, "rematch": rigid_icp}
 
 
 def point_to_surface_distances(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
@@ -65,15 +74,16 @@ def evaluate_meshes(
     samples: int = DEFAULT_SAMPLES,
     seed: int = EvaluateConfig.seed,
     threshold_mm: float = DEFAULT_THRESHOLD_MM,
-    icp: bool = EvaluateConfig.icp,
+    icp: Literal["reference", "rematch", "none"] = EvaluateConfig.icp,
 ) -> dict[str, Any]:
     """Compare a reconstruction ``pred`` with the ground truth ``gt`` (both in mm).
 
     Samples ``samples`` points on each mesh (independent draws from one
     generator seeded with ``seed``, so equal inputs give equal numbers), aligns
     the pred samples to the gt samples by rigid ICP on a subsample of
-    ``ICP_SUBSAMPLE`` pred points (skipped when ``icp`` is False), then
-    measures all samples. Returns a JSON-ready dict:
+    ``ICP_SUBSAMPLE`` pred points (``icp``: 'reference' for
+    :func:`reference_icp`, 'rematch' for :func:`rigid_icp`, 'none' to skip it),
+    then measures all samples. Returns a JSON-ready dict:
 
     * ``chamfer_mm``, ``pred_to_gt_mm``, ``gt_to_pred_mm``, ``precision``,
       ``recall``, ``fscore``: protocol numbers (see :func:`chamfer_fscore`;
@@ -88,18 +98,20 @@ def evaluate_meshes(
     pulls a pred that extends beyond the gt (a full head against a face scan)
     towards the gt, which misaligns it.
 
-    Raises ValueError for ``samples`` < 1, ``threshold_mm`` <= 0 or a mesh
-    without area.
+    Raises ValueError for ``samples`` < 1, ``threshold_mm`` <= 0, an unknown
+    ``icp`` or a mesh without area.
     """
     if samples < 1 or not threshold_mm > 0:
         raise ValueError(f"need samples >= 1 and threshold_mm > 0, got {samples}, {threshold_mm}")
+    if icp != "none" and icp not in ICP_METHODS:
+        raise ValueError(f"icp must be one of {[*ICP_METHODS, 'none']}, got {icp!r}")
     rng = np.random.default_rng(seed)
     pred_points = sample_surface(pred.vertices, pred.faces, samples, rng)[0]
     gt_points = sample_surface(gt.vertices, gt.faces, samples, rng)[0]
     transform, iterations = np.eye(4), 0
-    if icp:
+    if icp != "none":
         subset = rng.choice(samples, size=min(samples, ICP_SUBSAMPLE), replace=False)
-        transform, iterations = rigid_icp(pred_points[subset], gt_points)
+        transform, iterations = ICP_METHODS[icp](pred_points[subset], gt_points)
         pred_points = apply_transform(transform, pred_points)
     # gt samples are moved into the original pred frame instead of moving the
     # pred mesh: the transform is rigid, so distances are the same.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,13 @@ def random_directions(n: int, seed: int, dtype: torch.dtype = torch.float32) -> 
     """(n, 3) unit vectors."""
     d = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed), dtype=dtype)
     return d / d.norm(dim=-1, keepdim=True)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test (small models: threads only add overhead and
+    nondeterminism), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

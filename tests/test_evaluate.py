@@ -16,10 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 from scipy.special import erfcx
 
-from facerecon.evaluate import chamfer_fscore, evaluate_meshes, parse_args, rigid_icp
+from facerecon.evaluate import (
+    ICP_SUBSAMPLE,
+    chamfer_fscore,
+    evaluate_meshes,
+    parse_args,
+    reference_icp,
+    rigid_icp,
+)
 from facerecon.geometry.align import apply_transform, rigid_fit
 from facerecon.geometry.surface import sample_surface
 
@@ -160,7 +168,7 @@ def test_hemisphere_against_sphere_is_precise_but_half_complete(
     # Swapping the roles swaps precision and recall. Without ICP: plain ICP
     # (as in the protocol) drags a pred that covers more than the gt towards
     # the gt, so pred and gt must cover the same region.
-    swapped = evaluate_meshes(gt_sphere, hemisphere, threshold_mm=threshold_mm, icp=False)
+    swapped = evaluate_meshes(gt_sphere, hemisphere, threshold_mm=threshold_mm, icp="none")
     assert swapped["recall"] > 99.9
     assert swapped["precision"] == pytest.approx(expected_recall, abs=1.0)
 
@@ -168,15 +176,15 @@ def test_hemisphere_against_sphere_is_precise_but_half_complete(
 # --- ICP ------------------------------------------------------------------------------
 
 
-def test_icp_undoes_a_small_rigid_motion() -> None:
+def test_rematch_icp_undoes_a_small_rigid_motion() -> None:
     box = trimesh.creation.box(extents=(60.0, 40.0, 30.0))  # no rotational symmetry near I
     motion = applied_motion(5.0, (1.5, -1.0, 1.0))  # 5 degrees, 2.1 mm
     moved = box.copy()
     moved.apply_transform(motion)
 
-    floor = evaluate_meshes(box, box)["chamfer_mm"]
-    aligned = evaluate_meshes(moved, box)
-    unaligned = evaluate_meshes(moved, box, icp=False)
+    floor = evaluate_meshes(box, box, icp="rematch")["chamfer_mm"]
+    aligned = evaluate_meshes(moved, box, icp="rematch")
+    unaligned = evaluate_meshes(moved, box, icp="none")
 
     assert 1 <= aligned["icp_iterations"] <= 20
     residual = np.array(aligned["icp_transform"]) @ motion  # identity if ICP inverted it
@@ -196,6 +204,127 @@ def test_rigid_icp_stops_early_on_aligned_points() -> None:
     transform, iterations = rigid_icp(points, points)
     assert iterations == 1
     np.testing.assert_allclose(transform, np.eye(4), atol=1e-9)
+
+
+def kabsch(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(4, 4) least-squares rotation + translation mapping paired ``source`` onto ``target``
+    (SVD of the cross-covariance, reflection excluded), written apart from rigid_fit."""
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    u, _, vt = np.linalg.svd((source - source_mean).T @ (target - target_mean))
+    rotation = vt.T @ u.T
+    if np.linalg.det(rotation) < 0:
+        vt[2] *= -1
+        rotation = vt.T @ u.T
+    transform = np.eye(4)
+    transform[:3, :3] = rotation
+    transform[:3, 3] = target_mean - rotation @ source_mean
+    return transform
+
+
+def imface_icp(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, int]:
+    """ImFace's evaluation ICP as its code runs it, in homogeneous coordinates: match each
+    source point once to its nearest target point, then ICP (re-matching within that
+    matched subset) until the mean error changes by < 0.1 mm, at most 20 iterations; the
+    transform is refitted from the start and end points. Returns it and the iterations."""
+    matched = target[cKDTree(target).query(source)[1]]
+    subset_tree = cKDTree(matched)
+    current = np.vstack([source.T, np.ones(len(source))])  # (4, N)
+    previous_error, iterations = 0.0, 0
+    while iterations < 20:
+        iterations += 1
+        distances, nearest = subset_tree.query(current[:3].T)
+        current = kabsch(current[:3].T, matched[nearest]) @ current
+        if abs(previous_error - distances.mean()) < 0.1:
+            break
+        previous_error = distances.mean()
+    return kabsch(source, current[:3].T), iterations
+
+
+def rematch_icp(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, int]:
+    """The re-matching ICP as it was the default: nearest target point over the whole
+    target each iteration, until no point moves 1e-4 mm, at most 20 iterations."""
+    tree = cKDTree(target)
+    transform, current, iterations = np.eye(4), source, 0
+    while iterations < 20:
+        iterations += 1
+        step = kabsch(current, target[tree.query(current)[1]])
+        moved = current @ step[:3, :3].T + step[:3, 3]
+        transform = step @ transform
+        largest_move = np.linalg.norm(moved - current, axis=1).max()
+        current = moved
+        if largest_move < 1e-4:
+            break
+    return transform, iterations
+
+
+@pytest.fixture(scope="module")
+def misaligned_box() -> tuple[trimesh.Trimesh, trimesh.Trimesh, np.ndarray]:
+    """A 60 x 40 x 30 mm box and a copy moved by 4 degrees and 2.3 mm, with the motion."""
+    box = trimesh.creation.box(extents=(60.0, 40.0, 30.0))
+    motion = applied_motion(4.0, (2.0, -1.0, 0.5))
+    moved = box.copy()
+    moved.apply_transform(motion)
+    return moved, box, motion
+
+
+def evaluation_points(pred: trimesh.Trimesh, gt: trimesh.Trimesh, samples: int, seed: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The pred ICP subsample and the gt samples that evaluate_meshes draws."""
+    rng = np.random.default_rng(seed)
+    pred_points = sample_surface(pred.vertices, pred.faces, samples, rng)[0]
+    gt_points = sample_surface(gt.vertices, gt.faces, samples, rng)[0]
+    subset = rng.choice(samples, size=min(samples, ICP_SUBSAMPLE), replace=False)
+    return pred_points[subset], gt_points
+
+
+def test_reference_icp_matches_an_independent_imface_implementation(
+    misaligned_box: tuple[trimesh.Trimesh, trimesh.Trimesh, np.ndarray],
+) -> None:
+    moved, box, motion = misaligned_box
+    source, target = evaluation_points(moved, box, 30_000, 0)
+    expected, expected_iterations = imface_icp(source, target)
+    assert 2 < expected_iterations < 20  # converged on the error change, not at the cap
+
+    transform, iterations = reference_icp(source, target)
+    np.testing.assert_allclose(transform, expected, atol=1e-6)
+    assert iterations == expected_iterations
+
+    metrics = evaluate_meshes(moved, box, samples=30_000)  # the default is the reference
+    np.testing.assert_allclose(metrics["icp_transform"], expected, atol=1e-6)
+    assert metrics["icp_iterations"] == expected_iterations
+    # It stops on a coarse criterion against a biased subset: closer, not exact.
+    unaligned = evaluate_meshes(moved, box, samples=30_000, icp="none")
+    assert metrics["chamfer_mm"] < unaligned["chamfer_mm"]
+    assert rotation_angle_deg(np.array(metrics["icp_transform"]) @ motion) < 4.0
+
+
+def test_rematch_icp_is_unchanged(
+    misaligned_box: tuple[trimesh.Trimesh, trimesh.Trimesh, np.ndarray],
+) -> None:
+    moved, box, _ = misaligned_box
+    source, target = evaluation_points(moved, box, 30_000, 0)
+    expected, expected_iterations = rematch_icp(source, target)
+    metrics = evaluate_meshes(moved, box, samples=30_000, icp="rematch")
+    np.testing.assert_allclose(metrics["icp_transform"], expected, atol=1e-6)
+    assert metrics["icp_iterations"] == expected_iterations
+
+
+def test_no_icp_measures_the_points_as_sampled(
+    misaligned_box: tuple[trimesh.Trimesh, trimesh.Trimesh, np.ndarray],
+) -> None:
+    moved, box, _ = misaligned_box
+    rng = np.random.default_rng(0)
+    pred_points = sample_surface(moved.vertices, moved.faces, 5_000, rng)[0]
+    gt_points = sample_surface(box.vertices, box.faces, 5_000, rng)[0]
+    metrics = evaluate_meshes(moved, box, samples=5_000, icp="none")
+    assert metrics["icp_iterations"] == 0
+    assert metrics["icp_transform"] == np.eye(4).tolist()
+    assert metrics["chamfer_mm"] == chamfer_fscore(pred_points, gt_points)["chamfer_mm"]
+
+
+def test_unknown_icp_choice_is_rejected(gt_sphere: trimesh.Trimesh) -> None:
+    with pytest.raises(ValueError, match="icp must be one of"):
+        evaluate_meshes(gt_sphere, gt_sphere, samples=100, icp="true")  # type: ignore[arg-type]
 
 
 # --- determinism ----------------------------------------------------------------------
@@ -251,7 +380,7 @@ def test_cli_prints_json_and_writes_the_same_file(
 
 def test_cli_no_icp(mesh_files: tuple[Path, Path]) -> None:
     pred, gt = mesh_files
-    result = run_cli("--pred", pred, "--gt", gt, "--samples", "5000", "--no-icp")
+    result = run_cli("--pred", pred, "--gt", gt, "--samples", "5000", "--icp", "none")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["icp_iterations"] == 0

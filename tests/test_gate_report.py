@@ -29,12 +29,7 @@ SCANS = [("1", "1_neutral"), ("2", "2_smile")]
 POINTS = 600
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_statistics_of_one_hot_and_uniform_gates() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -24,13 +23,7 @@ from facerecon.models.regions import REGION_NAMES, REGIONS, region_labels  # noq
 ID_DIM, EXP_DIM = 16, 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny CPU ops: one intra-op thread (several threads on a busy machine are 50x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _template(seed: int = 0) -> torch.Tensor:

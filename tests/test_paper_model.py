@@ -31,12 +31,7 @@ IMAGES = {"multiscale_features": True, "trunk_stages": 2, "branch_channels": 4,
           "freeze_backbone_epochs": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def face_landmarks(seed: int) -> torch.Tensor:

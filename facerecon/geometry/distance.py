@@ -1,5 +1,6 @@
-"""Point-set distances and rigid ICP: the protocol metrics' core (PROTOCOL.md), shared by the
-evaluator (facerecon.evaluate) and by methods that compare shapes (nearest_train).
+"""Point-set distances and rigid ICP (ImFace's reference procedure and a re-matching one):
+the protocol metrics' core (PROTOCOL.md), shared by the evaluator (facerecon.evaluate) and
+by methods that compare shapes (nearest_train).
 
 Points in millimetres; numpy and scipy only.
 """
@@ -14,7 +15,8 @@ from facerecon.geometry.align import apply_transform, rigid_fit
 
 DEFAULT_THRESHOLD_MM = EvaluateConfig.threshold_mm
 ICP_MAX_ITERATIONS = 20
-ICP_TOLERANCE_MM = 1e-4  # stop once an ICP step moves every point by less than this
+ICP_TOLERANCE_MM = 1e-4  # rematch: stop once an ICP step moves every point by less than this
+REFERENCE_TOLERANCE_MM = 0.1  # reference: stop once the mean error changes by less than this
 
 
 def nearest_distances(query: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -52,6 +54,43 @@ def rigid_icp(
         current = moved
         if largest_move_mm < tolerance_mm:
             break
+    return transform, iterations
+
+
+def reference_icp(
+    source: np.ndarray,
+    target: np.ndarray,
+    max_iterations: int = ICP_MAX_ITERATIONS,
+    tolerance_mm: float = REFERENCE_TOLERANCE_MM,
+) -> tuple[np.ndarray, int]:
+    """Align ``source`` (N, 3) to ``target`` (M, 3) as ImFace's evaluation does (mm).
+
+    Each source point is matched once to its nearest target point; ICP then runs
+    against that matched subset only (N points, repeats kept): each iteration
+    pairs every source point with its nearest subset point, takes the mean of
+    those distances as the error and applies the Kabsch step (:func:`rigid_fit`).
+    It stops after ``max_iterations`` or once the error differs from the previous
+    iteration's (0 before the first) by less than ``tolerance_mm``; the stopping
+    iteration's step is kept. Returns the accumulated (4, 4) transform (source
+    frame -> target frame, millimetres) and the number of iterations run.
+    """
+    _, nearest = cKDTree(target).query(source, workers=-1)
+    matched = target[nearest]
+    tree = cKDTree(matched)
+    transform = np.eye(4)
+    current = source
+    previous_error_mm = 0.0
+    iterations = 0
+    while iterations < max_iterations:
+        iterations += 1
+        distances, nearest = tree.query(current, workers=-1)
+        step = rigid_fit(current, matched[nearest])
+        current = apply_transform(step, current)
+        transform = step @ transform
+        error_mm = float(distances.mean())
+        if abs(previous_error_mm - error_mm) < tolerance_mm:
+            break
+        previous_error_mm = error_mm
     return transform, iterations
 
 
