@@ -37,6 +37,7 @@ rule table:
     output:
         csv=f"{DATA}/{{table}}.csv",
         md=f"{DATA}/{{table}}.md",
+        tex=f"{DATA}/{{table}}.tex",
     wildcard_constraints:
         table="table1|table2",
     params:
@@ -59,10 +60,12 @@ rule publish_table:
     input:
         csv=f"{DATA}/{{table}}.csv",
         md=f"{DATA}/{{table}}.md",
+        tex=f"{DATA}/{{table}}.tex",
     output:
         csv=report("results/{table}.csv", caption="../workflow/report/table.rst",
                    category="Tables"),
         md="results/{table}.md",
+        tex="results/{table}.tex",
     wildcard_constraints:
         table="table1|table2",
     conda:

@@ -83,6 +83,7 @@ def test_tables_have_the_contract_columns_and_finite_numbers(workdir: Path) -> N
         assert all(0 <= v <= 100 for v in table["fscore_1mm"])
         assert set(table["n_scans"]) == {1}
     assert (workdir / "results/table1.md").read_text().startswith("| method | dim |")
+    assert r"\begin{tabular}" in (workdir / "results/table1.tex").read_text()
     for figure in ("chamfer_by_expression.png", "alignment_overlay.png"):
         assert (workdir / "results/figures" / figure).stat().st_size > 1000
     camera = json.loads((workdir / "results/synthetic/images/3/3_mouth_stretch/camera.json")
