@@ -23,13 +23,13 @@ import torch
 
 from facerecon import evaluate, mesh
 from facerecon.io import read_json, write_json
+from facerecon.models import LatentCodes
 from facerecon.trained import FittedCodes, TrainedModel, file_sha256
 
 
-def training_codes(model_path: Path, subject: str, expression: str, out: Path) -> None:
+def training_codes(trained: TrainedModel, codes: LatentCodes, model_path: Path, subject: str,
+                   expression: str, out: Path) -> None:
     """Write the model's own codes of a training scan as a FittedCodes file."""
-    trained = TrainedModel.load(model_path)
-    _, codes = trained.build(torch.device("cpu"))
     if (subject, expression) not in trained.scans:
         raise SystemExit(f"{subject}/{expression} is not a training scan of {model_path}")
     table = codes(torch.tensor([trained.subjects.index(subject)]),
@@ -53,6 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     model_path = args.data / "models" / args.method / "model.pt"
     trained = TrainedModel.load(model_path)
+    _, code_tables = trained.build(torch.device("cpu"))
     scans = ([tuple(s.split("/")) for s in args.scans] if args.scans
              else trained.scans[:: max(1, len(trained.scans) // 4)][:4])
     images = trained.method_config.model.components.get("multiscale", False)
@@ -61,7 +62,7 @@ def main() -> None:
         for subject, expression in scans:
             codes, ply, metrics = (Path(tmp) / f"{subject}_{expression}.{ext}"
                                    for ext in ("pt", "ply", "json"))
-            training_codes(model_path, subject, expression, codes)
+            training_codes(trained, code_tables, model_path, subject, expression, codes)
             views = (["--views", str(args.data / "images" / subject / expression),
                       "--transforms", str(args.data / "preprocessed" / subject
                                           / f"{expression}.json")] if images else [])
