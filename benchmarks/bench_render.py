@@ -1,7 +1,7 @@
 """Benchmark: rendering, alignment and the per-scan image preparation, on one core.
 
 Scans: an ICT-FaceKit scan (``facerecon.data.ict``: dataset seed 0, subject 1,
-neutral; about 26,000 faces) built from ``ict_facekit.npz``, and a synthetic
+neutral; about 26,000 faces) built from the packaged ICT model, and a synthetic
 scan (``facerecon.data.synthetic``, about 175,000 faces). For each: ray-cast
 renders at 256 px (1 ray a pixel) and 512 px (2x2 rays a pixel, the default)
 with the painted features, eyeballs and ambient occlusion, the 512-px render
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ict-npz", type=Path,
-                        default=Path("/work/shared/ict-facekit/ict_facekit.npz"))
+    parser.add_argument("--ict-npz", type=Path, default=None,
+                        help="ICT model (default: the compact one shipped with facerecon)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     cpu = pin_to_one_core()
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     from facerecon.images.render import portrait_camera, render
 
     work = Path(tempfile.mkdtemp(prefix="bench_render_"))
-    ict_obj = ict.build_subject(ict.load_model(args.ict_npz), work / "ict", 1, 0, [1])[0]
+    model = ict.load_model(args.ict_npz or ict.PACKAGED_MODEL)
+    ict_obj = ict.build_subject(model, work / "ict", 1, 0, [1])[0]
     synthetic_obj = build_subject(work / "synthetic", 1, 0, [1])[0]
     _dlib_models()
 

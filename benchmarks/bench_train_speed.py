@@ -28,18 +28,15 @@ import contextlib
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import torch
-import yaml
-from snakemake.utils import update_config
+from _profiles import add_profile_arguments, profile_method
 
-from facerecon.config import LossConfig, PaperModelConfig, method_config
+from facerecon.config import LossConfig, PaperModelConfig
 from facerecon.models import Conditioning
 from facerecon.models.deformation import DeformationField, apply_se3
 from facerecon.models.paper import PaperFace
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER_POINTS = 1500 * 5323 * 16384  # epochs x scans x points per scan per epoch
 
 
@@ -54,13 +51,8 @@ def looped_forward(self: DeformationField, points: torch.Tensor, code: torch.Ten
 
 
 def model_config(profile: str, images: bool) -> PaperModelConfig:
-    """`ours`'s model: config.yaml (demo), with config/paper.yaml layered on (paper), as
-    ``--configfile config.yaml config/paper.yaml`` resolves it."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    if profile == "paper":
-        update_config(config, yaml.safe_load((REPO / "config/paper.yaml").read_text()))
-    model = method_config(config, "ours").model
-    return dataclasses.replace(model, multiscale_features=images)
+    """`ours`'s model in the profile, the image branch on or off."""
+    return dataclasses.replace(profile_method(profile).model, multiscale_features=images)
 
 
 def time_variant(variant: str, cfg: PaperModelConfig, scans: int, points: int, steps: int,
@@ -127,13 +119,8 @@ def main() -> None:
     """Time the variants, print a JSON line each and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=["demo", "paper"], default="demo")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--scans", type=int, default=10, help="scans per step")
-    parser.add_argument("--points", type=int, default=1024, help="points per scan per step")
+    add_profile_arguments(parser, scans=10)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--images", action="store_true", help="include the image branch")
     parser.add_argument("--variants", nargs="+",
                         default=["reference", "batched", "batched_bf16"])
     args = parser.parse_args()

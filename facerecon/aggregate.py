@@ -137,6 +137,9 @@ def write_table(table: pd.DataFrame, kind: str, out: Path, dataset: str) -> None
     columns = TABLE1_COLUMNS if kind == "table1" else TABLE2_COLUMNS
     write_text(out, table[columns].to_csv(index=False, float_format="%.6g"))
     notes = [f"Dataset: {dataset}.",
+             "Ground truth: each test scan's pseudo-watertight sheet without its skirt (the wall "
+             "joining the face's silhouette to the crop sphere); the skirt is excluded from "
+             "scoring, as ImFace scores the visible face only.",
              "chamfer_mm / fscore_1mm follow the protocol (150k samples, point-to-point, "
              "ICP); chamfer_p2s_mm is the exact point-to-surface Chamfer.",
              "± is the standard deviation over the scans (sample, ddof=1; none for one scan).",

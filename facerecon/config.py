@@ -236,6 +236,65 @@ class NearestTrainConfig:
 
 
 @dataclass
+class FaceScapeBilinearConfig:
+    """FaceScape's bilinear baseline (facerecon.models.bilinear): a Tucker (identity x
+    expression) model of the training scans registered to one grid topology, or FaceScape's
+    released model, fitted to each test scan by a rigid pose and regularised identity and
+    expression weights, against the landmarks first, then dense closest points."""
+
+    kind: ClassVar[MethodKind] = "mesh"
+
+    name: Literal["facescape_bilinear"] = "facescape_bilinear"
+    """Mesh-kind method in the registry (facerecon.models.MESH_METHODS)."""
+    id_rank: Annotated[int, Bounds(ge=1)] = 300
+    """Identity components: the paper's Table 1 lists FaceScape at 352 dimensions, i.e. 300
+    + 52, FaceScape's 847_300_52 model (its recommended file has 50); the model built from
+    the training scans has at most one per training subject."""
+    exp_rank: Annotated[int, Bounds(ge=1)] = 52
+    """Expression components (FaceScape: 52); at most one per training expression."""
+    grid_spacing_mm: Annotated[float, Bounds(gt=0)] = 1.0
+    """Spacing of the template grid in the crop frame's (x, y) (registration of the training
+    scans to one topology)."""
+    landmark_iterations: Annotated[int, Bounds(ge=0)] = 5
+    """Rounds of pose, identity and expression updates against the 68 landmarks alone."""
+    dense_iterations: Annotated[int, Bounds(ge=0)] = 10
+    """Then rounds against closest points on the target sheet (and the landmarks)."""
+    id_regularisation: Annotated[float, Bounds(ge=0)] = 0.1
+    """Weight of the identity prior, mm^2 of mean squared residual per squared standard
+    deviation of the training identity weights (Tikhonov towards their mean)."""
+    exp_regularisation: Annotated[float, Bounds(ge=0)] = 0.1
+    """Weight of the expression prior, likewise."""
+    landmark_weight: Annotated[float, Bounds(ge=0)] = 0.1
+    """Weight of the mean squared landmark residual beside the dense term's, in the dense
+    rounds."""
+    dense_vertices: Annotated[int, Bounds(ge=100)] = 8000
+    """Model vertices (a fixed seeded subset) matched to the target in each dense round."""
+    target_samples: Annotated[int, Bounds(ge=100)] = 50_000
+    """Area-uniform points (with normals) sampled on the target sheet to match against."""
+    max_distance_mm: Annotated[float, Bounds(gt=0)] = 5.0
+    """Dense pairs farther apart than this are ignored."""
+    max_normal_angle_deg: Annotated[float, Bounds(gt=0, le=180)] = 60.0
+    """Dense pairs whose normals differ by more than this angle are ignored."""
+    seed: Annotated[int, Bounds(ge=0)] = 0
+    """Seed of the target samples and of the dense vertex subset."""
+    model_file: str = ""
+    """FaceScape's released bilinear model (facescape_bm_v1.6_847_50_52_id_front.npz or
+    facescape_bm_v1.6_847_300_52_id.npz), used instead of a model built from the training
+    scans (its own ranks then, whatever id_rank and exp_rank say); empty: build one."""
+
+    @property
+    def latent_dim(self) -> int:
+        """Latent dimension reported in Table 1: the configured ranks (identity +
+        expression), before any cap by the number of training subjects and expressions."""
+        return self.id_rank + self.exp_rank
+
+    @property
+    def components(self) -> dict[str, bool]:
+        """None of the paper's components."""
+        return {"multiscale": False, "local_experts": False}
+
+
+@dataclass
 class I3dmmModelConfig:
     """i3DMM (Yenamandra et al. 2021) as PROTOCOL.md describes it: a deformation network
     with positional encoding maps each point into a reference space, where a reference
@@ -354,8 +413,10 @@ class PaperModelConfig:
 MODEL_CONFIGS: dict[str, type] = {"implicit": ImplicitModelConfig,
                                   "i3dmm": I3dmmModelConfig,
                                   "paper": PaperModelConfig,
-                                  "nearest_train": NearestTrainConfig}
-ModelConfig = ImplicitModelConfig | I3dmmModelConfig | PaperModelConfig | NearestTrainConfig
+                                  "nearest_train": NearestTrainConfig,
+                                  "facescape_bilinear": FaceScapeBilinearConfig}
+ModelConfig = (ImplicitModelConfig | I3dmmModelConfig | PaperModelConfig | NearestTrainConfig
+               | FaceScapeBilinearConfig)
 DEFAULT_MODEL = "implicit"
 
 
@@ -448,6 +509,20 @@ class FitConfig:
     """'mean': start at the mean of the training codes (ImFace++); 'random': N(0, 0.01^2)."""
     seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of the code initialisation and the point draws."""
+    group: Literal["scan", "subject", "all"] = "subject"
+    """Test scans fitted by one job, as one batched problem: each 'scan' alone, each
+    test 'subject''s scans together, or 'all' test scans at once (a GPU). Fitted codes
+    stay one file per scan; rerunning a scan refits its group. Set once, in the shared
+    ``fit`` section (the workflow's fit jobs follow it)."""
+    chunk_scans: Annotated[int, Bounds(ge=0)] = 0
+    """At most this many scans per batched problem inside a job, run one after another
+    (memory bound; 0: the whole group at once). With share_identity a subject's scans
+    stay in one chunk."""
+    share_identity: bool = False
+    """One identity code per test subject, shared by its scans (off, as in ImFace: each
+    scan its own); needs group 'subject' or 'all'."""
+    checkpoint_every_iterations: Annotated[int, Bounds(ge=1)] = 250
+    """Resumable checkpoint interval of a fit (``<codes>.pt.ckpt``)."""
 
 
 @dataclass
@@ -481,6 +556,23 @@ class EvaluateConfig:
     'none': no alignment."""
     seed: Annotated[int, Bounds(ge=0)] = 0
     """Seed of the surface samples."""
+
+
+@dataclass
+class FiguresConfig:
+    """Figures of the reconstructions: the comparison grid, error maps and ablation panel."""
+
+    columns: Annotated[int, Bounds(ge=1)] = 6
+    """Test scans with non-neutral expressions shown as columns of the comparison grid and
+    the error maps (at most; chosen evenly over the scans sorted by expression, then
+    subject)."""
+    ablation_columns: Annotated[int, Bounds(ge=1)] = 3
+    """Test scans shown in the ablation panel (chosen the same way)."""
+    error_max_mm: Annotated[float, Bounds(gt=0)] = 3.0
+    """Top of the error colour scale: distances from 0 to this many mm span the colour bar,
+    larger ones are clipped to its top colour."""
+    size_px: Annotated[int, Bounds(ge=64)] = 192
+    """Side of each rendered panel before cropping to the faces, pixels."""
 
 
 @dataclass
@@ -549,6 +641,8 @@ class WorkflowConfig:
     """Mesh extraction."""
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     """Metrics."""
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
+    """Figures of the reconstructions."""
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {"ours": {}})
     """Method name -> overrides of the model/loss/train/fit sections."""
     table1: list[str] = field(default_factory=list)
@@ -679,7 +773,16 @@ def load_workflow_config(config: dict[str, Any]) -> WorkflowConfig:
     """Validate a whole workflow config (as Snakemake holds it), every method included."""
     cfg = from_dict(WorkflowConfig, config)
     for name in cfg.methods:
-        method_config(config, name)
+        fit = method_config(config, name).fit
+        if fit.group != cfg.fit.group:
+            raise InputError(f"config.methods.{name}.fit.group: {fit.group!r} differs from "
+                             f"fit.group {cfg.fit.group!r}; the workflow groups every "
+                             "method's fit jobs alike (set it in the shared fit section)")
+        if fit.share_identity and fit.group == "scan":
+            where = f"config.methods.{name}.fit" if "fit" in (config["methods"][name] or {}) \
+                else "config.fit"
+            raise InputError(f"{where}.share_identity: needs group 'subject' or 'all' (a "
+                             "subject's scans must be fitted together), not 'scan'")
     for table in ("table1", "table2"):
         unknown = [m for m in getattr(cfg, table) if m not in cfg.methods]
         if unknown:
@@ -728,6 +831,7 @@ STAGE_SECTIONS: dict[str, Any] = {
     "fit": FitConfig,
     "mesh": MeshConfig,
     "evaluate": EvaluateConfig,
+    "figures": FiguresConfig,
 }
 #: The sections that produce a trained model: its data and its method. A trained-model file
 #: stores exactly these, and fitting refuses a file whose sections differ from its own.

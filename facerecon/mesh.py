@@ -1,7 +1,8 @@
 """Extract the reconstructed surface: marching cubes on the fitted SDF, in millimetres.
 
-    python -m facerecon.mesh --config JSON --model model.pt --codes codes.pt --out mesh.ply \
-        [--resolution N] [--coarse-resolution N] [--chunk-points N] [--device auto]
+    python -m facerecon.mesh --config JSON --model model.pt --codes A.pt B.pt ... \
+        --out A.ply B.ply ... [--resolution N] [--coarse-resolution N] [--chunk-points N] \
+        [--device auto]
 
 ``--config`` holds the method's name and the ``mesh`` section (the flags override it).
 
@@ -58,7 +59,7 @@ import trimesh
 from skimage.measure import marching_cubes
 
 from facerecon.batches import add_device_arguments, add_view_arguments, setup_torch
-from facerecon.config import add_config_arguments, parse_config_arguments
+from facerecon.config import MeshConfig, add_config_arguments, parse_config_arguments
 from facerecon.images.view import read_view
 from facerecon.io import InputError, run_cli, save_mesh
 from facerecon.models import Conditioning, Model, Query
@@ -271,28 +272,15 @@ def network_sdf(model: Model, cond: Conditioning, chunk_points: int,
     return fn
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: fitted codes -> mesh (PLY, millimetres, crop frame)."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, MESH_STAGE, flags=("mesh",))
-    parser.add_argument("--model", type=Path, required=True, help="trained model (.pt)")
-    parser.add_argument("--codes", type=Path, required=True, help="fitted codes (.pt)")
-    parser.add_argument("--out", type=Path, required=True, help="output mesh (.ply)")
-    add_view_arguments(parser)
-    add_device_arguments(parser)
-    args = parser.parse_args(argv)
-    sections = parse_config_arguments(args, MESH_STAGE)
-    m = sections["mesh"]
-    device = setup_torch(args.device, args.threads, 0)
-    trained = TrainedModel.load(args.model, sections["method"] or None)
-    fitted = FittedCodes.load(args.codes, args.model)
-    model, _ = trained.build(device)
+def scan_mesh(model: Model, trained: TrainedModel, codes_path: Path, model_path: Path,
+              view: tuple[Path, Path] | None, m: MeshConfig, device: torch.device
+              ) -> trimesh.Trimesh:
+    """One scan's mesh (mm, crop frame) from its fitted codes and, for a model that reads
+    images, its (view folder, preprocess record)."""
+    fitted = FittedCodes.load(codes_path, model_path)
     cond = Conditioning({name: code[None].to(device) for name, code in fitted.codes.items()})
-    if args.views or args.transforms:
-        if len(args.views) != 1 or len(args.transforms) != 1:
-            raise InputError("--views and --transforms: give the scan's one folder and record")
-        image, camera = read_view(args.views[0], args.transforms[0], trained.radius_mm)
+    if view is not None:
+        image, camera = read_view(view[0], view[1], trained.radius_mm)
         cond = dataclasses.replace(cond, image=torch.from_numpy(image)[None].to(device),
                                    camera=torch.from_numpy(camera)[None].to(device))
     fn = network_sdf(model, cond, m.chunk_points, device)
@@ -301,10 +289,40 @@ def main(argv: list[str] | None = None) -> None:
     try:
         vertices, faces = extract_surface(volume)
     except ValueError as exc:
-        raise InputError(f"{args.codes}: {exc}") from exc
-    mesh = trimesh.Trimesh(vertices * trained.radius_mm, faces, process=False)
-    save_mesh(mesh, args.out)
-    print(f"{args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
+        raise InputError(f"{codes_path}: {exc}") from exc
+    return trimesh.Trimesh(vertices * trained.radius_mm, faces, process=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: fitted codes -> meshes (PLY, millimetres, crop frame), the model
+    loaded once for all the scans given."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, MESH_STAGE, flags=("mesh",))
+    parser.add_argument("--model", type=Path, required=True, help="trained model (.pt)")
+    parser.add_argument("--codes", type=Path, nargs="+", required=True,
+                        help="fitted codes (.pt), one per scan")
+    parser.add_argument("--out", type=Path, nargs="+", required=True,
+                        help="output meshes (.ply), one per --codes, same order")
+    add_view_arguments(parser)
+    add_device_arguments(parser)
+    args = parser.parse_args(argv)
+    if len(args.out) != len(args.codes):
+        raise InputError(f"--out: {len(args.out)} paths for {len(args.codes)} codes files "
+                         "(one per scan, same order)")
+    if (args.views or args.transforms) and not (
+            len(args.views) == len(args.transforms) == len(args.codes)):
+        raise InputError("--views and --transforms: give each scan's folder and record, one "
+                         "per --codes")
+    sections = parse_config_arguments(args, MESH_STAGE)
+    device = setup_torch(args.device, args.threads, 0)
+    trained = TrainedModel.load(args.model, sections["method"] or None)
+    model, _ = trained.build(device)
+    views = list(zip(args.views, args.transforms, strict=True)) or [None] * len(args.codes)
+    for codes, out, view in zip(args.codes, args.out, views, strict=True):
+        mesh = scan_mesh(model, trained, codes, args.model, view, sections["mesh"], device)
+        save_mesh(mesh, out)
+        print(f"{out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@ frame (millimetres, sphere centre at the origin, face towards +z; not yet
 divided by the radius):
 
 - the pseudo-watertight sheet (PLY), one oriented sheet whose single boundary
-  loop lies on the crop sphere (:mod:`facerecon.geometry.watertight`);
+  loop lies on the crop sphere (:mod:`facerecon.geometry.watertight`); its
+  skirt (the vertical wall from the face's silhouette back to the sphere) is
+  there so the sheet splits the ball for signed distances;
+- the evaluation ground truth (PLY): the same sheet without the skirt, the
+  visible face only, as ImFace scores against; a separate mesh so every
+  evaluator compares two plain meshes;
 - the landmarks (68 ``x y z`` rows);
 - a JSON record with the 4x4 transform scan-frame-mm -> crop-frame-mm,
   radius_mm, offset_mm, the align mode and counts.
@@ -13,7 +18,8 @@ divided by the radius):
 Example::
 
     python -m facerecon.preprocess --scan 1_neutral.obj --landmarks 1_neutral.landmarks.txt \\
-        --out-mesh sheet.ply --out-landmarks lm.txt --out-transform crop.json
+        --out-mesh sheet.ply [--out-face-mesh sheet.face.ply] --out-landmarks lm.txt \\
+        --out-transform crop.json
 """
 
 from __future__ import annotations
@@ -30,9 +36,16 @@ from facerecon import io
 from facerecon.config import PreprocessConfig, add_config_arguments, parse_config_arguments
 from facerecon.geometry.align import AlignMode, apply_transform, crop_frame_transform
 from facerecon.geometry.crop import crop_to_sphere
-from facerecon.geometry.topology import boundary_loops, clean_faces, triangle_cross
+from facerecon.geometry.topology import (
+    boundary_loops,
+    clean_faces,
+    remove_unreferenced,
+    triangle_cross,
+)
 from facerecon.geometry.watertight import pseudo_watertight
 
+#: The 68-landmark indices of the inner-lip contour (dlib order), in order round the mouth.
+INNER_LIPS = np.arange(60, 68)
 #: What the preprocess stage reads.
 PREPROCESS_STAGE = ("preprocess",)
 
@@ -42,10 +55,17 @@ class Preprocessed:
     """A preprocessed scan, in crop-frame millimetres."""
 
     vertices_mm: np.ndarray  #: (V, 3) sheet vertices
-    faces: np.ndarray  #: (F, 3) sheet faces
+    faces: np.ndarray  #: (F, 3) sheet faces, the skirt's last
+    n_skirt_faces: int  #: faces of the skirt (the last ones of ``faces``)
     landmarks_mm: np.ndarray  #: (68, 3)
     transform: np.ndarray  #: (4, 4) scan-frame mm -> crop-frame mm
     stats: dict[str, Any]
+
+    def face_mesh(self) -> trimesh.Trimesh:
+        """The evaluation ground truth: the sheet without its skirt, unused vertices dropped."""
+        vertices, faces = remove_unreferenced(
+            self.vertices_mm, self.faces[:len(self.faces) - self.n_skirt_faces])
+        return trimesh.Trimesh(vertices, faces, process=False)
 
 
 def preprocess_scan(
@@ -70,6 +90,7 @@ def preprocess_scan(
         raise io.InputError(f"{source}: vertices contain NaN or infinite values")
     cleaned = clean_faces(vertices_mm, faces)
     transform = crop_frame_transform(landmarks_mm, offset_mm, align, template_mm)
+    crop_landmarks_mm = apply_transform(transform, landmarks_mm)
     cropped_v, cropped_f = crop_to_sphere(
         apply_transform(transform, vertices_mm), cleaned.faces, radius_mm)
     if len(cropped_f) == 0:
@@ -78,7 +99,8 @@ def preprocess_scan(
             f"centred {offset_mm:g} mm behind the nose tip (landmark 30); check the units "
             "(millimetres) and the landmarks")
     try:
-        sheet = pseudo_watertight(cropped_v, cropped_f, radius_mm)
+        sheet = pseudo_watertight(cropped_v, cropped_f, radius_mm,
+                                  inner_lips_mm=crop_landmarks_mm[INNER_LIPS])
     except ValueError as exc:
         raise io.InputError(f"{source}: cannot build the pseudo-watertight sheet ({exc})") from exc
     radii = np.linalg.norm(sheet.vertices, axis=1)
@@ -95,6 +117,8 @@ def preprocess_scan(
         "cropped_vertices": len(cropped_v),
         "cropped_faces": len(cropped_f),
         "hidden_vertices_removed": sheet.n_hidden,
+        "gap_vertices_removed": sheet.n_gap,
+        "hole_fill_vertices": sheet.n_fill,
         "vertices": len(sheet.vertices),
         "faces": len(sheet.faces),
         "skirt_faces": sheet.n_skirt_faces,
@@ -104,8 +128,8 @@ def preprocess_scan(
         "max_radius_mm": float(radii.max()),
         "max_boundary_sphere_error_mm": boundary_error_mm,
     }
-    return Preprocessed(sheet.vertices, sheet.faces, apply_transform(transform, landmarks_mm),
-                        transform, stats)
+    return Preprocessed(sheet.vertices, sheet.faces, sheet.n_skirt_faces,
+                        crop_landmarks_mm, transform, stats)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scan", required=True, type=Path, help="scan mesh (OBJ/PLY), mm")
     parser.add_argument("--landmarks", required=True, type=Path, help="68 landmarks, x y z in mm")
     parser.add_argument("--out-mesh", required=True, type=Path, help="sheet (PLY), crop frame")
+    parser.add_argument("--out-face-mesh", type=Path,
+                        help="evaluation ground truth: the sheet without its skirt (PLY); "
+                        "the workflow always writes it")
     parser.add_argument("--out-landmarks", required=True, type=Path, help="landmarks, crop frame")
     parser.add_argument("--out-transform", required=True, type=Path, help="JSON record")
     args = parser.parse_args(argv)
@@ -129,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         np.asarray(mesh.vertices), np.asarray(mesh.faces), landmarks, source=str(args.scan),
         radius_mm=p.radius_mm, offset_mm=p.offset_mm, align=p.align, template_mm=template)
     io.save_mesh(trimesh.Trimesh(result.vertices_mm, result.faces, process=False), args.out_mesh)
+    if args.out_face_mesh is not None:
+        io.save_mesh(result.face_mesh(), args.out_face_mesh)
     io.save_landmarks(args.out_landmarks, result.landmarks_mm)
     io.write_json(args.out_transform, {
         "scan": str(args.scan),

@@ -12,6 +12,8 @@ format name and version, and enough identity to be refused when it does not belo
   and RNG states; one that does not match the run is set aside, never resumed.
 * :class:`FittedCodes` (``fits/.../<scan>.pt``): one test scan's codes with the SHA-256
   of the model file they were fitted to.
+* :class:`FitCheckpoint` (``<first scan's codes>.pt.ckpt``): an interrupted or finished
+  fit of a group of test scans, until the fit job has written all their codes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import io
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -183,26 +186,41 @@ class TrainingCheckpoint:
         (method, config sections, samples digest and scan index); otherwise None, and a
         checkpoint that exists but does not match (or cannot be read) is renamed aside
         with a message, so it never blocks a rerun."""
-        path = Path(path)
-        if not path.exists():
-            return None
-        try:
-            data = _load(path, cls.FORMAT, cls.VERSION, "training checkpoint")
-            model = _from_payload(TrainedModel, data.get("model", {}), path, "its model")
-            checkpoint = _from_payload(cls, {**data, "model": model}, path, "checkpoint")
-        except (InputError, TypeError) as exc:
-            return cls._set_aside(path, f"unreadable ({exc})")
-        for key in ("method", "config", "samples_digest", "subjects", "scans", "radius_mm"):
-            if getattr(model, key) != getattr(expected, key):
-                return cls._set_aside(path, f"written for another {key.replace('_', ' ')}")
-        return checkpoint
 
-    @staticmethod
-    def _set_aside(path: Path, reason: str) -> None:
-        aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
-        os.replace(path, aside)
-        print(f"not resuming from {path}: {reason}; moved to {aside}", flush=True)
+        def parse(data: dict[str, Any]) -> TrainingCheckpoint:
+            model = _from_payload(TrainedModel, data.get("model", {}), Path(path), "its model")
+            return _from_payload(cls, {**data, "model": model}, Path(path), "checkpoint")
+
+        def mismatch(checkpoint: TrainingCheckpoint) -> str | None:
+            for key in ("method", "config", "samples_digest", "subjects", "scans", "radius_mm"):
+                if getattr(checkpoint.model, key) != getattr(expected, key):
+                    return f"written for another {key.replace('_', ' ')}"
+            return None
+
+        return _resume(Path(path), cls.FORMAT, cls.VERSION, "training checkpoint", parse,
+                       mismatch)
+
+
+def _resume(path: Path, kind: str, version: int, what: str,
+            parse: Callable[[dict[str, Any]], T], mismatch: Callable[[T], str | None]
+            ) -> T | None:
+    """The checkpoint at ``path`` parsed, if it exists and ``mismatch`` finds no reason
+    against it; a checkpoint that cannot be read or does not match is renamed
+    ``*.set-aside-<time>`` with a message (never deleted, never blocking a rerun)."""
+    if not path.exists():
         return None
+    try:
+        checkpoint = parse(_load(path, kind, version, what))
+    except (InputError, TypeError) as exc:
+        reason: str | None = f"unreadable ({exc})"
+    else:
+        reason = mismatch(checkpoint)
+        if reason is None:
+            return checkpoint
+    aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, aside)
+    print(f"not resuming from {path}: {reason}; moved to {aside}", flush=True)
+    return None
 
 
 @dataclass
@@ -239,3 +257,39 @@ class FittedCodes:
             raise InputError(f"{path}: fitted to another model than {model_path} "
                              "(its SHA-256 differs); refit")
         return fitted
+
+
+@dataclass
+class FitCheckpoint:
+    """An interrupted fit of a group of test scans (one batched problem), to continue bit
+    for bit; also kept, finished, until every output of the fit job is written."""
+
+    FORMAT: ClassVar[str] = "facerecon.fit_checkpoint"
+    VERSION: ClassVar[int] = 1
+
+    key: dict[str, Any]
+    """What the fit is of: model SHA-256, fit section, scans; resumed only if equal."""
+    step: int
+    """Iterations done."""
+    codes: dict[str, torch.Tensor]
+    """The group's code tables (LatentCodes state dict)."""
+    optimizer: dict[str, Any]
+    generator: torch.Tensor
+    """State of the point draws' generator."""
+    torch_rng: torch.Tensor
+    """State of torch's global CPU generator (loss terms draw from it)."""
+    history: list[dict[str, float]]
+    seconds: float
+    """Optimisation wall time so far."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically."""
+        _save(Path(path), self.FORMAT, self.VERSION, dataclasses.asdict(self))
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, key: dict[str, Any]) -> FitCheckpoint | None:
+        """The checkpoint at ``path`` if it continues the fit ``key`` names, else None (one
+        that exists but does not match is set aside, see :func:`_resume`)."""
+        return _resume(Path(path), cls.FORMAT, cls.VERSION, "fit checkpoint",
+                       lambda data: _from_payload(cls, data, Path(path), "fit checkpoint"),
+                       lambda c: None if c.key == key else "written for another fit")

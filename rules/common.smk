@@ -81,6 +81,34 @@ def table_methods_json(methods):
     return json.dumps(rows, separators=(",", ":"))
 
 
+#: The fit and mesh jobs' wildcards (fit.group): what names one job in its log and
+#: benchmark paths.
+FIT_JOB = {"scan": "{subject}/{expression}", "subject": "{subject}", "all": "all"}[
+    CFG.fit.group
+]
+
+
+def group_outputs(folder, suffix):
+    """Outputs of one fit-group job (fit, mesh): a file per scan of its group, under
+    ``{DATA}/<folder>/{method}/<subject>/<expression><suffix>``."""
+    per_scan = f"{DATA}/{folder}/{{{{method}}}}/{{subject}}/{{expression}}{suffix}"
+    if CFG.fit.group == "scan":
+        return [per_scan.format(subject="{subject}", expression="{expression}")]
+    if CFG.fit.group == "subject":
+        return [per_scan.format(subject="{subject}", expression=scan_name(e))
+                for e in CFG.split.test_expressions]
+    return scan_files(per_scan, TEST_SCANS)
+
+
+def fit_group(wildcards):
+    """The (subject, expression) test scans that one fit (or mesh) job takes together."""
+    if CFG.fit.group == "scan":
+        return [(wildcards.subject, wildcards.expression)]
+    if CFG.fit.group == "subject":
+        return [s for s in TEST_SCANS if s[0] == wildcards.subject]
+    return TEST_SCANS
+
+
 def metric_files(methods, scans):
     """Metric JSON paths of these methods on these scans."""
     return [

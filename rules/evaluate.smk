@@ -1,11 +1,13 @@
-"""Stage 7: Chamfer / F-score of each reconstruction against its pseudo-watertight ground truth.
+"""Stage 7: Chamfer / F-score of each reconstruction against its ground truth: the
+pseudo-watertight sheet without its skirt (the visible face, as in ImFace).
 One evaluator for every method, whatever its kind."""
 
 
 rule evaluate:
     input:
         pred=f"{DATA}/meshes/{{method}}/{{subject}}/{{expression}}.ply",
-        gt=f"{DATA}/preprocessed/{{subject}}/{{expression}}.ply",
+        gt=f"{DATA}/preprocessed/{{subject}}/{{expression}}.face.ply",
+        sheet=f"{DATA}/preprocessed/{{subject}}/{{expression}}.ply",
     output:
         f"{DATA}/metrics/{{method}}/{{subject}}/{{expression}}.json",
     params:
@@ -18,4 +20,4 @@ rule evaluate:
         f"{DATA}/benchmarks/evaluate/{{method}}/{{subject}}/{{expression}}.tsv"
     shell:
         "python -m facerecon.evaluate --config {params.config:q} --pred {input.pred:q}"
-        " --gt {input.gt:q} --out {output:q} > {log:q} 2>&1"
+        " --gt {input.gt:q} --sheet {input.sheet:q} --out {output:q} > {log:q} 2>&1"

@@ -34,7 +34,8 @@ rule alignment_figure:
         cameras=scan_files(f"{DATA}/images/{{subject}}/{{expression}}/camera.json", OVERLAY_SCANS),
         scans=scan_files(f"{DATA}/raw/{{subject}}/models_reg/{{expression}}.obj", OVERLAY_SCANS),
     output:
-        "results/figures/alignment_overlay.png",
+        report("results/figures/alignment_overlay.png",
+               caption="../workflow/report/alignment_overlay.rst", category="Figures"),
     params:
         prepared=lambda w, input: [str(Path(c).parent) for c in input.cameras],
     conda:

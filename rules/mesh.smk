@@ -1,15 +1,16 @@
-"""Stage 6: marching cubes on the fitted SDF of implicit methods, back to millimetres."""
+"""Stage 6: marching cubes on the fitted SDF of implicit methods, back to millimetres (a fit
+group's scans per job)."""
 
 
 rule mesh:
+    """One job per fit group (`fit.group`), the model loaded once; one mesh per scan."""
     input:
         model=f"{DATA}/models/{{method}}/model.pt",
-        codes=f"{DATA}/fits/{{method}}/{{subject}}/{{expression}}.pt",
-        views=lambda w: view_inputs(w.method, [(w.subject, w.expression)]).get("cameras", []),
-        transforms=lambda w: view_inputs(w.method, [(w.subject, w.expression)]).get(
-            "transforms", []),
+        codes=group_outputs("fits", ".pt"),
+        views=lambda w: view_inputs(w.method, fit_group(w)).get("cameras", []),
+        transforms=lambda w: view_inputs(w.method, fit_group(w)).get("transforms", []),
     output:
-        f"{DATA}/meshes/{{method}}/{{subject}}/{{expression}}.ply",
+        group_outputs("meshes", ".ply"),
     wildcard_constraints:
         method=IMPLICIT_METHODS,
     params:
@@ -19,9 +20,9 @@ rule mesh:
     conda:
         "../envs/torch.yaml"
     log:
-        f"{DATA}/logs/mesh/{{method}}/{{subject}}/{{expression}}.log",
+        f"{DATA}/logs/mesh/{{method}}/{FIT_JOB}.log",
     benchmark:
-        f"{DATA}/benchmarks/mesh/{{method}}/{{subject}}/{{expression}}.tsv"
+        f"{DATA}/benchmarks/mesh/{{method}}/{FIT_JOB}.tsv"
     shell:
         "python -m facerecon.mesh --config {params.config:q} --model {input.model:q}"
         " --codes {input.codes:q} {params.views} --out {output:q} --device {params.device}"

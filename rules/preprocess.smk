@@ -1,4 +1,5 @@
-"""Stage 2: rigid alignment, sphere crop, pseudo-watertight sheet (also the ground truth)."""
+"""Stage 2: rigid alignment, sphere crop, pseudo-watertight sheet (with its skirt, for the SDF)
+and the evaluation ground truth (the same sheet without the skirt)."""
 
 
 rule preprocess:
@@ -7,6 +8,7 @@ rule preprocess:
         landmarks=f"{DATA}/raw/{{subject}}/models_reg/{{expression}}.landmarks.txt",
     output:
         mesh=f"{DATA}/preprocessed/{{subject}}/{{expression}}.ply",
+        face_mesh=f"{DATA}/preprocessed/{{subject}}/{{expression}}.face.ply",
         landmarks=f"{DATA}/preprocessed/{{subject}}/{{expression}}.landmarks.txt",
         transform=f"{DATA}/preprocessed/{{subject}}/{{expression}}.json",
     params:
@@ -20,5 +22,6 @@ rule preprocess:
     shell:
         "python -m facerecon.preprocess --config {params.config:q} --scan {input.scan:q}"
         " --landmarks {input.landmarks:q} --out-mesh {output.mesh:q}"
+        " --out-face-mesh {output.face_mesh:q}"
         " --out-landmarks {output.landmarks:q} --out-transform {output.transform:q}"
         " > {log:q} 2>&1"

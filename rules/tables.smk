@@ -1,4 +1,5 @@
-"""Stage 8: per-scan metrics, Table 1, Table 2 (ablation), per-subject reports, figures."""
+"""Stage 8: per-scan metrics, Table 1, Table 2 (ablation), per-subject reports
+(figures: figures.smk)."""
 
 
 rule collect_metrics:
@@ -78,17 +79,3 @@ rule publish_table:
         "python -m facerecon.aggregate publish --table {input.csv:q} --out {output.csv:q}"
         " > {log:q} 2>&1"
 
-
-rule figures:
-    input:
-        f"{DATA}/scans.csv",
-    output:
-        "results/figures/chamfer_by_expression.png",
-    conda:
-        "../envs/geometry.yaml"
-    log:
-        f"{DATA}/logs/figures.log",
-    benchmark:
-        f"{DATA}/benchmarks/figures.tsv"
-    shell:
-        "python -m facerecon.figures --scans {input:q} --out {output:q} > {log:q} 2>&1"

@@ -66,6 +66,7 @@ def test_table1_markdown_has_means_spreads_and_published_numbers(tmp_path: Path)
     assert table["nearest_train"] == ["nearest_train", "0", f"2.333 ± {spread:.3f}",
                                       "55.00 ± 18.03", "1.167", "3", "", ""]
     assert "Dataset: my_data." in text
+    assert "the skirt is excluded from scoring" in text
     assert "point-to-surface" in text and "ddof=1" in text
     assert "FaceScape" in text and "not the configured dataset's (my_data)" in text
 

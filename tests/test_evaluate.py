@@ -267,14 +267,18 @@ def misaligned_box() -> tuple[trimesh.Trimesh, trimesh.Trimesh, np.ndarray]:
     return moved, box, motion
 
 
-def evaluation_points(pred: trimesh.Trimesh, gt: trimesh.Trimesh, samples: int, seed: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The pred ICP subsample and the gt samples that evaluate_meshes draws."""
+def evaluation_points(pred: trimesh.Trimesh, gt: trimesh.Trimesh, samples: int, seed: int,
+                      subsample: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The pred and gt samples that evaluate_meshes draws: every pred sample (what the
+    reference ICP takes, as ImFace's code does) or, with ``subsample``, the rematch ICP's
+    subsample of them."""
     rng = np.random.default_rng(seed)
     pred_points = sample_surface(pred.vertices, pred.faces, samples, rng)[0]
     gt_points = sample_surface(gt.vertices, gt.faces, samples, rng)[0]
-    subset = rng.choice(samples, size=min(samples, ICP_SUBSAMPLE), replace=False)
-    return pred_points[subset], gt_points
+    if subsample:
+        pred_points = pred_points[rng.choice(samples, size=min(samples, ICP_SUBSAMPLE),
+                                             replace=False)]
+    return pred_points, gt_points
 
 
 def test_reference_icp_matches_an_independent_imface_implementation(
@@ -302,7 +306,7 @@ def test_rematch_icp_is_unchanged(
     misaligned_box: tuple[trimesh.Trimesh, trimesh.Trimesh, np.ndarray],
 ) -> None:
     moved, box, _ = misaligned_box
-    source, target = evaluation_points(moved, box, 30_000, 0)
+    source, target = evaluation_points(moved, box, 30_000, 0, subsample=True)
     expected, expected_iterations = rematch_icp(source, target)
     metrics = evaluate_meshes(moved, box, samples=30_000, icp="rematch")
     np.testing.assert_allclose(metrics["icp_transform"], expected, atol=1e-6)
@@ -323,7 +327,7 @@ def test_no_icp_measures_the_points_as_sampled(
 
 
 def test_unknown_icp_choice_is_rejected(gt_sphere: trimesh.Trimesh) -> None:
-    with pytest.raises(ValueError, match="icp must be one of"):
+    with pytest.raises(ValueError, match="icp must be 'reference', 'rematch' or 'none'"):
         evaluate_meshes(gt_sphere, gt_sphere, samples=100, icp="true")  # type: ignore[arg-type]
 
 
@@ -432,3 +436,35 @@ def test_cli_bad_option_exits_2_without_traceback(mesh_files: tuple[Path, Path])
     assert result.returncode == 2
     assert "argument --samples" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def grid_plane(size_mm: float, z_mm: float, n: int = 41) -> trimesh.Trimesh:
+    """A square n x n vertex grid of side ``size_mm`` at height ``z_mm``, facing +z."""
+    xs = np.linspace(-size_mm / 2, size_mm / 2, n)
+    x, y = np.meshgrid(xs, xs)
+    vertices = np.stack([x.ravel(), y.ravel(), np.full(x.size, z_mm)], 1)
+    i = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
+    faces = np.concatenate([np.stack([i, i + 1, i + n + 1], 1), np.stack([i, i + n + 1, i + n], 1)])
+    return trimesh.Trimesh(vertices, faces, process=False)
+
+
+def test_the_reconstructions_skirt_is_not_scored_and_its_face_all_is() -> None:
+    """A face (100 mm square) and its sheet (+ a 30 mm wall down from one edge, like the
+    skirt): the sheet scored against the face with the sheet given is the face against
+    itself (the wall's 23 % of samples left out), without it the wall counts."""
+    face = grid_plane(100.0, 0.0)
+    wall = trimesh.Trimesh([[-50, -50, 0], [50, -50, 0], [50, -50, -30], [-50, -50, -30]],
+                           [[0, 2, 1], [0, 3, 2]], process=False)
+    sheet = trimesh.util.concatenate([face, wall])
+    scored = evaluate_meshes(sheet, face, samples=20_000, sheet=sheet)
+    itself = evaluate_meshes(face, face, samples=20_000, sheet=sheet)
+    unscored = evaluate_meshes(sheet, face, samples=20_000)
+    assert abs(scored["pred_samples_scored"] / 20_000 - 100 / 130) < 0.02
+    assert itself["pred_samples_scored"] == 20_000
+    assert scored["chamfer_mm"] < 1.1 * itself["chamfer_mm"]
+    assert unscored["chamfer_mm"] > 3 * scored["chamfer_mm"]
+    # a wrong face still counts in full: the face 2 mm too high, with its wall
+    high = trimesh.util.concatenate([grid_plane(100.0, 2.0), wall])
+    lifted = evaluate_meshes(high, face, samples=20_000, sheet=sheet, icp="none")
+    assert lifted["pred_samples_scored"] > 0.7 * 20_000
+    assert 1.9 < lifted["pred_to_gt_mm"] < 2.1

@@ -10,7 +10,6 @@ eyes, and the model's 68 landmark vertices.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,14 +48,12 @@ from facerecon.images.render import (
 from facerecon.images.views import most_frontal_view
 
 REPO = Path(__file__).resolve().parents[1]
-ICT_NPZ = Path(os.environ.get("FACERECON_ICT_NPZ", "/work/shared/ict-facekit/ict_facekit.npz"))
 ICT_SEED = 0
 #: (subject id, FaceScape expression number) of the rendered ICT scans
 ICT_FACES = [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2), (6, 3)]
 GROUPS = {"jaw": np.arange(0, 17), "brows": np.arange(17, 27), "nose": np.arange(27, 36),
           "eyes": np.arange(36, 48), "mouth": np.arange(48, 68)}
 
-needs_ict = pytest.mark.skipif(not ICT_NPZ.is_file(), reason=f"{ICT_NPZ} not available")
 
 
 def _uint8(image: np.ndarray) -> np.ndarray:
@@ -65,7 +62,7 @@ def _uint8(image: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def ict_model() -> ict.IctModel:
-    return ict.load_model(ICT_NPZ)
+    return ict.load_model(ict.PACKAGED_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +108,6 @@ def test_render_pixel_convention_matches_projection() -> None:
     assert abs(estimated - edge_u) <= 0.5 / supersample + 1e-9
 
 
-@needs_ict
 def test_frontal_render_frames_the_face(ict_renders: list[dict]) -> None:
     for item in ict_renders:
         image, camera, landmarks = item["image"], item["camera"], item["landmarks"]
@@ -148,7 +144,6 @@ def test_render_uses_vertex_colours() -> None:
     assert centre[0] > 0.3 and centre[1] < 0.1 * centre[0] and centre[2] < 0.1 * centre[0]
 
 
-@needs_ict
 def test_painted_features_where_the_landmarks_put_them(ict_renders: list[dict]) -> None:
     """Brows hang below their landmarks (the mark-up's upper brow edge), lips are red,
     nostrils are darkened by the ambient occlusion."""
@@ -261,7 +256,6 @@ def dlib_measurements(ict_renders: list[dict]) -> list[dict]:
     return rows
 
 
-@needs_ict
 def test_dlib_landmarks_on_ict_renders(dlib_measurements: list[dict]) -> None:
     """What else holds (measured): dlib finds every face; brows, nose and mouth agree with
     ICT's landmarks to pooled medians under 3 px and the eyes under 1.5 px; the brows show
@@ -279,7 +273,6 @@ def test_dlib_landmarks_on_ict_renders(dlib_measurements: list[dict]) -> None:
         assert np.median(row["residual_truth"]) < 0.6, row["name"]
 
 
-@needs_ict
 def test_criterion_dlib_agrees_within_3px_median(dlib_measurements: list[dict]) -> None:
     """Issue criterion: on rendered ict scans dlib's landmarks and the projected ground-truth
     landmarks agree to a median (over the 68) of 3 px in the 256x256 crop, every render."""
@@ -287,7 +280,6 @@ def test_criterion_dlib_agrees_within_3px_median(dlib_measurements: list[dict]) 
         assert np.median(row["agreement"]) <= 3.0, row["name"]
 
 
-@needs_ict
 def test_criterion_estimated_camera_reprojects_under_2px(
         dlib_measurements: list[dict]) -> None:
     """Issue criterion, read as the camera's accuracy: the camera estimated from dlib's
@@ -297,7 +289,6 @@ def test_criterion_estimated_camera_reprojects_under_2px(
         assert np.median(row["dlib_camera_vs_truth"]) < 2.0, row["name"]
 
 
-@needs_ict
 @pytest.mark.xfail(strict=True, reason=(
     "not met if the criterion means the fit's residual against dlib's own landmarks "
     "(camera.json's reprojection_error_px): medians 1.6-3.0 px per render, set by where "
@@ -331,7 +322,6 @@ def scans(tmp_path_factory: pytest.TempPathFactory, ict_model: ict.IctModel
             "synthetic": (synthetic, layout.landmarks_path(root / "synthetic", 1, 1))}
 
 
-@needs_ict
 def test_prepare_and_overlay_clis(scans: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
     prepared = []
     for name, (obj, landmarks) in scans.items():
@@ -372,7 +362,6 @@ def test_prepare_and_overlay_clis(scans: dict[str, tuple[Path, Path]], tmp_path:
     assert image.shape[1] > image.shape[0] > 200
 
 
-@needs_ict
 def test_render_cli_then_prepare_from_the_view_folder(scans: dict[str, tuple[Path, Path]],
                                                       tmp_path: Path) -> None:
     """A rendered dataset looks like FaceScape: prepare --images-dir runs dlib on view 0."""

@@ -1,8 +1,9 @@
 """The nearest-training-scan baseline on real preprocessed sheets of the synthetic scans.
 
-On these scans expression changes the sheet far more than identity does: the nearest
-sheet to a neutral face is the other subject's neutral face, not the same subject's
-jaw_left (measured at 10,000 samples: ~1.8 mm against ~4.2-4.5 mm).
+On these scans expression changes the sheet more than identity does: the nearest sheet
+to a neutral face is the other subject's neutral face, not the same subject's jaw_left
+(measured at 10,000 samples on the sheets with closed lips bridged: 1.79 mm against
+2.00 mm and more).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from scipy.spatial.transform import Rotation
 from facerecon import io, layout, preprocess
 from facerecon.config import NearestTrainConfig
 from facerecon.geometry.align import apply_transform
+from facerecon.models.mesh_inputs import MeshFitInputs, MeshScan
 from facerecon.models.nearest_train import Candidate, nearest_train_mesh, rank_candidates
 
 SAMPLES = 10_000
@@ -42,14 +44,22 @@ def others(sheets: dict[str, trimesh.Trimesh]) -> list[tuple[str, trimesh.Trimes
     return [(name, mesh) for name, mesh in sheets.items() if name != TARGET]
 
 
+def nearest(target: trimesh.Trimesh, candidates: list[tuple[str, trimesh.Trimesh]]
+            ) -> tuple[trimesh.Trimesh, list[Candidate]]:
+    """nearest_train_mesh given the sheets as fit_mesh gives them (no landmarks)."""
+    inputs = MeshFitInputs(MeshScan("target", target, None),
+                           [MeshScan(name, sheet, None) for name, sheet in candidates], 100.0)
+    return nearest_train_mesh(inputs, CFG)
+
+
 def test_nearest_is_the_same_expression_of_another_subject(sheets):
-    mesh, ranking = nearest_train_mesh(sheets[TARGET], others(sheets), CFG)
+    mesh, ranking = nearest(sheets[TARGET], others(sheets))
     assert [c.name for c in ranking][0] == "2/1_neutral"
     assert {c.name for c in ranking} == {"2/1_neutral", "1/5_jaw_left", "2/5_jaw_left"}
     chamfers = np.array([c.chamfer_mm for c in ranking])
     assert np.isfinite(chamfers).all() and (chamfers > 0).all()
     assert (np.diff(chamfers) >= 0).all()
-    assert chamfers[1] > 1.5 * chamfers[0]  # a different expression is far behind
+    assert chamfers[1] > 1.1 * chamfers[0]  # a different expression is behind
     assert mesh is sheets["2/1_neutral"]
 
 
@@ -61,7 +71,7 @@ def test_moved_copy_of_the_target_is_ranked_first_and_returned_unchanged(sheets)
     moved = trimesh.Trimesh(apply_transform(transform, target.vertices), target.faces,
                             process=False)
     candidates = [*others(sheets), ("moved", moved)]
-    mesh, ranking = nearest_train_mesh(target, candidates, CFG)
+    mesh, ranking = nearest(target, candidates)
     assert ranking[0].name == "moved"
     assert ranking[0].chamfer_mm < 0.75 * ranking[1].chamfer_mm
     # ICP undid the motion: as close as an unmoved copy, i.e. the sampling floor (~1.06 mm;
@@ -87,4 +97,4 @@ def test_empty_or_duplicate_candidates_raise_input_error(sheets):
     with pytest.raises(io.InputError, match="empty candidates"):
         rank_candidates(sheets[TARGET], [], SAMPLES, seed=0)
     with pytest.raises(io.InputError, match="unique"):
-        nearest_train_mesh(sheets[TARGET], [("a", sheets[TARGET])] * 2, CFG)
+        nearest(sheets[TARGET], [("a", sheets[TARGET])] * 2)

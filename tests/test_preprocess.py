@@ -20,7 +20,7 @@ from facerecon.geometry.align import NOSE_TIP, apply_transform, crop_frame_trans
 from facerecon.geometry.crop import crop_to_sphere
 from facerecon.geometry.sdf import MeshSDF, signed_distance
 from facerecon.geometry.topology import boundary_loops, triangle_cross
-from facerecon.geometry.watertight import hidden_vertices, pseudo_watertight
+from facerecon.geometry.watertight import hidden_vertices, into_ball, pseudo_watertight
 
 RADIUS_MM = 100.0
 OFFSET_MM = 40.0
@@ -271,14 +271,22 @@ def scan_files(head, tmp_path_factory) -> tuple[Path, Path]:
 def test_preprocess_and_sample_cli(scan_files, tmp_path):
     scan, landmarks = scan_files
     sheet, crop_landmarks, record = tmp_path / "s.ply", tmp_path / "l.txt", tmp_path / "c.json"
+    face = tmp_path / "s.face.ply"
     preprocess.main(["--scan", str(scan), "--landmarks", str(landmarks), "--out-mesh", str(sheet),
-                     "--out-landmarks", str(crop_landmarks), "--out-transform", str(record)])
+                     "--out-face-mesh", str(face), "--out-landmarks", str(crop_landmarks),
+                     "--out-transform", str(record)])
     info = json.loads(record.read_text())
     assert info["radius_mm"] == RADIUS_MM and info["offset_mm"] == OFFSET_MM
     assert info["align"] == "translate"
     stats = info["stats"]
     assert stats["boundary_loops"] == 1 and stats["hidden_vertices_removed"] > 0
     assert stats["degenerate_faces_removed"] == 1 and stats["duplicate_faces_removed"] == 1
+    # The evaluation ground truth is the sheet without its skirt: the same front faces.
+    full, front = io.load_mesh(sheet), io.load_mesh(face)
+    assert len(front.faces) == len(full.faces) - stats["skirt_faces"] > 0
+    assert front.area == pytest.approx(stats["area_mm2"] - stats["skirt_area_mm2"], rel=1e-9)
+    back_facing = front.face_normals[:, 2] <= 0  # only slivers flipped by float32 storage
+    assert front.area_faces[back_facing].sum() < 1e-6 * front.area
     transform = np.array(info["transform"])
     np.testing.assert_allclose(io.load_landmarks(crop_landmarks),
                                apply_transform(transform, io.load_landmarks(landmarks)), atol=1e-5)
@@ -329,7 +337,8 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
 
 def preprocess_args(scan: Path, landmarks: Path, out: Path) -> list[str]:
     return ["--scan", str(scan), "--landmarks", str(landmarks), "--out-mesh", str(out / "s.ply"),
-            "--out-landmarks", str(out / "l.txt"), "--out-transform", str(out / "c.json")]
+            "--out-face-mesh", str(out / "s.face.ply"), "--out-landmarks", str(out / "l.txt"),
+            "--out-transform", str(out / "c.json")]
 
 
 def test_preprocess_cli_rejects_nan_vertices(scan_files, tmp_path):
@@ -457,3 +466,15 @@ def test_non_manifold_edges_still_give_one_sheet(head, tmp_path):
     assert result.stats["boundary_loops"] == 1
     sheet = trimesh.Trimesh(result.vertices_mm, result.faces, process=False)
     assert sheet.is_winding_consistent and len(sheet.split(only_watertight=False)) == 1
+
+
+def test_fill_heights_outside_the_ball_are_brought_onto_it() -> None:
+    """A harmonic fill point near the rim with the chin's height (default run, synthetic
+    7/3_mouth_stretch: 101.2 mm from the centre) is moved in z onto the sphere; points
+    inside and points not filled stay."""
+    vertices = np.array([[-32.0, -89.0, -35.5], [0.0, 0.0, 60.0], [-32.0, -89.0, -36.0]])
+    moved = np.array([True, True, False])
+    out = into_ball(vertices, moved, 100.0)
+    assert np.linalg.norm(out[0]) == pytest.approx(100.0)
+    np.testing.assert_array_equal(out[0, :2], vertices[0, :2])
+    np.testing.assert_array_equal(out[1:], vertices[1:])

@@ -406,3 +406,97 @@ def test_step_log_cuts_back_widens_and_drops_a_row_cut_short(tmp_path: Path) -> 
     assert [(e.step, e.value) for e in events.Scalars("train/smooth")] == [(3, 0.25)]
     for data in (b"", b"123456789", bytes(range(256)) * 3):  # TFRecord's checksum
         assert masked_crc32c(data) == tb_crc(data)
+
+
+@pytest.fixture(scope="module")
+def test_pair(spheres: dict) -> list[Path]:
+    """Two held-out scans of one test subject: spheres of radius 0.35 and 0.55 units."""
+    paths = []
+    for expression, radius, seed in (("1_neutral", 0.35, 97), ("3_mouth_stretch", 0.55, 98)):
+        paths.append(spheres["root"] / f"pair_{expression}.npz")
+        write_sphere_samples(paths[-1], "9", expression, radius, seed)
+    return paths
+
+
+def fit_pair(trained: Path, test_pair: list[Path], folder: Path, **fit: object
+             ) -> subprocess.CompletedProcess:
+    """facerecon.fit of both scans of ``test_pair`` in one call, codes into ``folder``."""
+    fit = {"iterations": 100, "lr": 0.01, "points_per_scan": 1024, **fit}
+    return run("fit", "--model", trained, "--samples", *test_pair, "--out",
+               folder / "a.pt", folder / "b.pt", "--config", json.dumps({"fit": fit}),
+               "--device", "cpu")
+
+
+def mesh_radii_mm(trained: Path, codes: list[Path]) -> list[float]:
+    """Mean vertex radius of the mesh of each of ``codes`` (64^3, one facerecon.mesh call
+    for all), in mm."""
+    outs = [c.with_suffix(".ply") for c in codes]
+    result = run("mesh", "--model", trained, "--codes", *codes, "--out", *outs,
+                 "--resolution", 64, "--coarse-resolution", 16, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return [float(np.linalg.norm(trimesh.load(o).vertices, axis=1).mean()) for o in outs]
+
+
+@pytest.mark.parametrize("share_identity", [False, True])
+def test_scans_fitted_together_each_get_their_own_shape(trained: Path, test_pair: list[Path],
+                                                        tmp_path: Path,
+                                                        share_identity: bool) -> None:
+    """One batched fit of two scans of one subject recovers each sphere; with
+    share_identity their identity codes are one code, else two."""
+    result = fit_pair(trained, test_pair, tmp_path, share_identity=share_identity)
+    assert result.returncode == 0, result.stderr
+    assert "with 2 scans in this job" in result.stdout
+    a, b = (torch.load(tmp_path / n, weights_only=True) for n in ("a.pt", "b.pt"))
+    assert (a["subject"], a["expression"], b["expression"]) == ("9", "1_neutral",
+                                                              "3_mouth_stretch")
+    assert torch.equal(a["codes"]["identity"], b["codes"]["identity"]) == share_identity
+    assert not torch.equal(a["codes"]["expression"], b["codes"]["expression"])
+    radii = mesh_radii_mm(trained, [tmp_path / "a.pt", tmp_path / "b.pt"])
+    for radius_mm, radius in zip(radii, (0.35, 0.55), strict=True):
+        assert abs(radius_mm - radius * RADIUS_MM) < 4.0
+    assert not list(tmp_path.glob("*.ckpt"))
+
+
+def test_interrupted_fit_resumes_bit_for_bit(trained: Path, test_pair: list[Path],
+                                             tmp_path: Path) -> None:
+    """Killed (SIGKILL) after a checkpoint and rerun, a batched fit ends with the codes of
+    an uninterrupted fit, exactly."""
+    fit = {"iterations": 300, "checkpoint_every_iterations": 20}
+    (tmp_path / "ref").mkdir()
+    assert fit_pair(trained, test_pair, tmp_path / "ref", **fit).returncode == 0
+    args = ["--model", trained, "--samples", *test_pair, "--out", tmp_path / "a.pt",
+            tmp_path / "b.pt", "--config", json.dumps({"fit": {
+                "iterations": 100, "lr": 0.01, "points_per_scan": 1024, **fit}}),
+            "--device", "cpu"]
+    process = subprocess.Popen([sys.executable, "-m", "facerecon.fit", *map(str, args)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "a.pt.ckpt"
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not ckpt.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert torch.load(ckpt, weights_only=True)["step"] < fit["iterations"], "killed too late"
+    assert not (tmp_path / "a.pt").exists()
+    result = run("fit", *args)
+    assert result.returncode == 0, result.stderr
+    assert "resuming from" in result.stdout
+    for name in ("a.pt", "b.pt"):
+        resumed = torch.load(tmp_path / name, weights_only=True)
+        expected = torch.load(tmp_path / "ref" / name, weights_only=True)
+        for space, code in expected["codes"].items():
+            torch.testing.assert_close(resumed["codes"][space], code, rtol=0, atol=0)
+        assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in expected["history"]]
+    assert not ckpt.exists()
+
+
+def test_fit_arguments_that_do_not_match_are_named(trained: Path, test_pair: list[Path],
+                                                   tmp_path: Path) -> None:
+    result = run("fit", "--model", trained, "--samples", *test_pair, "--out", tmp_path / "a.pt",
+                 "--device", "cpu")
+    assert result.returncode == 2 and "--out: 1 paths for 2 sample files" in result.stderr
+    result = run("fit", "--model", trained, "--samples", test_pair[0], test_pair[0], "--out",
+                 tmp_path / "a.pt", tmp_path / "b.pt", "--device", "cpu")
+    assert result.returncode == 2 and f"{test_pair[0]}: scan 9/1_neutral is also given" in \
+        result.stderr
+    assert not list(tmp_path.iterdir())

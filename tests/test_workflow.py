@@ -21,12 +21,14 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import trimesh
 import yaml
 
+from facerecon.config import method_config
 from facerecon.data import ict
 from facerecon.data.facescape import TU_LANDMARKS, TU_VERTEX_COUNT
 from facerecon.layout import scan_name
@@ -38,6 +40,8 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
 CONFIGS = [str(REPO / "config.yaml"), str(REPO / "tests/configs/tiny.yaml")]
 
 pytestmark = pytest.mark.slow
+#: The figures of rules/figures.smk under results/<dataset>/figures/ (PNG, PDF beside).
+FIGURES = ["fig3_comparison", "fig3_errors", "fig4_ablation", "chamfer_distribution"]
 
 
 def snakemake(workdir: Path, *args: str, configs: list[str] = CONFIGS,
@@ -63,7 +67,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     snakemake(work, "results/table1.csv", "results/table2.csv",
               "results/figures/chamfer_by_expression.png",
               "results/figures/alignment_overlay.png",
-              "results/synthetic/figures/experts_experts_reg.png")
+              "results/synthetic/figures/experts_experts_reg.png",
+              *[f"results/synthetic/figures/{name}.png" for name in FIGURES])
     return work
 
 
@@ -96,6 +101,29 @@ def test_tables_have_the_contract_columns_and_finite_numbers(workdir: Path) -> N
                  "mesh", "evaluate", "gate_report"):
         assert any((workdir / "results/synthetic/logs" / rule).rglob("*.log")), rule
         assert any((workdir / "results/synthetic/benchmarks" / rule).rglob("*.tsv")), rule
+
+
+def test_figures_are_images_and_the_report_shows_them(workdir: Path, tmp_path: Path) -> None:
+    figures = workdir / "results/synthetic/figures"
+    for name in FIGURES:
+        image = plt.imread(figures / f"{name}.png")
+        assert min(image.shape[:2]) > 150 and image[..., :3].std() > 0.05, name
+        assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF"), name
+    for rule in ("figure_comparison", "figure_errors", "figure_ablation",
+                 "figure_distribution", "figure_by_expression"):
+        assert (workdir / f"results/synthetic/benchmarks/{rule}.tsv").is_file(), rule
+    report = tmp_path / "report.html"
+    # the fixture's targets: the default target also wants gate reports it did not build
+    snakemake(workdir, "--report", str(report), "results/table1.csv", "results/table2.csv",
+              "results/figures/chamfer_by_expression.png",
+              "results/synthetic/figures/experts_experts_reg.png",
+              *[f"results/synthetic/figures/{name}.png" for name in FIGURES])
+    html = report.read_text()
+    for name in [*FIGURES, "chamfer_by_expression", "experts_experts_reg"]:
+        assert f"filename={name}.png;base64" in html, name
+    for table in ("table1.csv", "table2.csv"):
+        assert f"filename={table};base64" in html, table
+    assert "one colour scale" in html  # a caption, rendered
 
 
 def test_second_run_does_nothing(workdir: Path) -> None:
@@ -143,11 +171,10 @@ def overlay(tmp_path: Path, data: dict) -> list[str]:
 
 
 def test_ict_dataset_runs_end_to_end(tmp_path: Path) -> None:
-    model = REPO.parent / "shared/ict-facekit/ict_facekit.npz"
+    """On the ICT model shipped in the package: nothing from ../shared, nothing fetched."""
     split = {"train_subjects": [1, 2], "test_subjects": [3], "train_expressions": [1, 3],
              "test_expressions": [5]}
-    configs = overlay(tmp_path, {"dataset": "ict", "ict": {"model": str(model), "subjects": 3,
-                                                            "split": split}})
+    configs = overlay(tmp_path, {"dataset": "ict", "ict": {"subjects": 3, "split": split}})
     snakemake(tmp_path, "results/table1.csv", configs=configs)
     table = pd.read_csv(tmp_path / "results/table1.csv")
     assert all(math.isfinite(v) for v in table["chamfer_mm"])
@@ -192,7 +219,7 @@ def tu_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reordered so the 68 landmarks sit at the TU landmark indices, padded to the TU
     vertex count by a small fan hidden inside the head (hole filling removes it).
     """
-    model = ict.load_model(REPO.parent / "shared/ict-facekit/ict_facekit.npz")
+    model = ict.load_model(ict.PACKAGED_MODEL)
     surface = ict.ScanSurface.of(model)
     path = tmp_path_factory.mktemp("tu") / "facescape_trainset_001_100.zip"
     with zipfile.ZipFile(path, "w") as zf:
@@ -379,3 +406,27 @@ def test_a_method_that_reads_images_gets_each_scans_view(workdir: Path, tmp_path
     assert math.isfinite(metrics["chamfer_mm"])
     log = pd.read_csv(workdir / "results/synthetic/models/images/train_log.csv")
     assert {"gate_supervision", "landmark", "eikonal_template"} <= set(log.columns)
+
+
+@pytest.mark.parametrize("group, jobs_per_method", [("scan", 8), ("subject", 2), ("all", 1)])
+def test_fit_jobs_follow_the_fit_group(tmp_path: Path, group: str,
+                                       jobs_per_method: int) -> None:
+    """The default config's 2 test subjects x 4 expressions: one fit job per scan, per
+    subject or in all, for every implicit method of Table 1."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    implicit = [m for m in config["table1"] if method_config(config, m).kind == "implicit"]
+    output = snakemake(tmp_path, "results/table1.csv", "-n", "--config", f"fit={{group: {group}}}",
+                       configs=[CONFIGS[0]])
+    assert planned_jobs(output)["fit"] == jobs_per_method * len(implicit)
+
+
+def test_refitting_one_subject_refreshes_the_tables_and_nothing_upstream(workdir: Path) -> None:
+    """README's command: force the subject's fits and meshes, ask for both tables."""
+    data = workdir / "results/synthetic"
+    forced = sorted(str(p.relative_to(workdir)) for p in [*data.glob("fits/*/3/*.pt"),
+                                                         *data.glob("meshes/*/3/*.ply")])
+    output = snakemake(workdir, "results/table1.csv", "results/table2.csv", "-n",
+                       "--forcerun", *forced)
+    jobs = planned_jobs(output)
+    assert jobs["fit"] == 3 and jobs["table"] == 2, output[-3000:]
+    assert not {"train", "sample", "preprocess"} & set(jobs)

@@ -75,7 +75,7 @@ def reference_icp(
     frame -> target frame, millimetres) and the number of iterations run.
     """
     _, nearest = cKDTree(target).query(source, workers=-1)
-    matched = target[nearest]
+    matched = target[np.unique(nearest)]  # the subset; repeats change no nearest distance
     tree = cKDTree(matched)
     transform = np.eye(4)
     current = source

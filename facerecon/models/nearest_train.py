@@ -26,6 +26,7 @@ from facerecon.geometry.align import apply_transform
 from facerecon.geometry.distance import DEFAULT_THRESHOLD_MM, chamfer_fscore, rigid_icp
 from facerecon.geometry.surface import sample_surface
 from facerecon.io import InputError
+from facerecon.models.mesh_inputs import MeshFitInputs
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,11 @@ def rank_candidates(target: trimesh.Trimesh, candidates: Sequence[tuple[str, tri
     return sorted(scored, key=lambda c: (c.chamfer_mm, c.name))
 
 
-def nearest_train_mesh(target: trimesh.Trimesh,
-                       candidates: Sequence[tuple[str, trimesh.Trimesh]],
-                       cfg: NearestTrainConfig) -> tuple[trimesh.Trimesh, list[Candidate]]:
-    """The nearest candidate's sheet, unchanged (vertices exactly as given, in the
-    candidate's own frame: the evaluation does its own ICP), and the full ranking."""
-    ranking = rank_candidates(target, candidates, cfg.samples, cfg.seed)
+def nearest_train_mesh(inputs: MeshFitInputs, cfg: NearestTrainConfig
+                       ) -> tuple[trimesh.Trimesh, list[Candidate]]:
+    """The nearest training sheet, unchanged (vertices exactly as given, in the
+    candidate's own frame: the evaluation does its own ICP), and the full ranking. It
+    reads the sheets only, no landmarks."""
+    candidates = [(scan.name, scan.sheet) for scan in inputs.train]
+    ranking = rank_candidates(inputs.target.sheet, candidates, cfg.samples, cfg.seed)
     return dict(candidates)[ranking[0].name], ranking
