@@ -136,7 +136,8 @@ def test_a_field_the_model_lacks_is_named(config: dict) -> None:
 def test_a_method_of_another_model_does_not_inherit_the_shared_model_section(
         config: dict) -> None:
     cfg = method_config(config, "nearest_train")
-    assert cfg.kind == "mesh" and cfg.model == NearestTrainConfig()
+    own = {k: v for k, v in config["methods"]["nearest_train"]["model"].items() if k != "name"}
+    assert cfg.kind == "mesh" and cfg.model == NearestTrainConfig(**own)
     assert method_config(config, "deepsdf").kind == "implicit"
 
 

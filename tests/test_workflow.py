@@ -423,8 +423,11 @@ def test_fit_jobs_follow_the_fit_group(tmp_path: Path, group: str,
 def test_refitting_one_subject_refreshes_the_tables_and_nothing_upstream(workdir: Path) -> None:
     """README's command: force the subject's fits and meshes, ask for both tables."""
     data = workdir / "results/synthetic"
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    methods = set(tiny["table1"] + tiny["table2"])  # other tests add methods to this folder
     forced = sorted(str(p.relative_to(workdir)) for p in [*data.glob("fits/*/3/*.pt"),
-                                                         *data.glob("meshes/*/3/*.ply")])
+                                                         *data.glob("meshes/*/3/*.ply")]
+                    if p.parent.parent.name in methods)
     output = snakemake(workdir, "results/table1.csv", "results/table2.csv", "-n",
                        "--forcerun", *forced)
     jobs = planned_jobs(output)
