@@ -57,15 +57,21 @@ DEFAULT_SAMPLES = EvaluateConfig.samples
 #: What the evaluate stage reads.
 EVALUATE_STAGE = ("evaluate",)
 ICP_SUBSAMPLE = 20_000  # pred samples used by the 'rematch' ICP; the metrics use all of them
-def point_to_surface_distances(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
-    """Exact unsigned distance from each point (N, 3) to the triangles of
-    ``mesh`` (BVH query) -> (N,), same units as the inputs."""
-    distances, _, _ = pcu.closest_points_on_mesh(
+def closest_triangles(points: np.ndarray, mesh: trimesh.Trimesh
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact unsigned distance from each point (N, 3) to the triangles of ``mesh`` (BVH
+    query), same units as the inputs, and the index of the nearest triangle: (N,), (N,)."""
+    distances, triangles, _ = pcu.closest_points_on_mesh(
         np.ascontiguousarray(points, dtype=np.float64),
         np.ascontiguousarray(mesh.vertices, dtype=np.float64),
         np.ascontiguousarray(mesh.faces, dtype=np.int64),
     )
-    return np.asarray(distances)
+    return np.asarray(distances), np.asarray(triangles)
+
+
+def point_to_surface_distances(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
+    """(N,) exact distance from each point (N, 3) to ``mesh`` (:func:`closest_triangles`)."""
+    return closest_triangles(points, mesh)[0]
 
 
 def cut_from(face: trimesh.Trimesh, sheet: trimesh.Trimesh) -> bool:
@@ -85,11 +91,7 @@ def on_face(points: np.ndarray, face: trimesh.Trimesh, sheet: trimesh.Trimesh) -
     if not cut_from(face, sheet):
         raise ValueError("the sheet does not begin with the face's triangles: the face was "
                          "not cut from it")
-    _, nearest_face, _ = pcu.closest_points_on_mesh(
-        np.ascontiguousarray(points, dtype=np.float64),
-        np.ascontiguousarray(sheet.vertices, dtype=np.float64),
-        np.ascontiguousarray(sheet.faces, dtype=np.int64))
-    return np.asarray(nearest_face) < len(face.faces)
+    return closest_triangles(points, sheet)[1] < len(face.faces)
 
 
 def evaluate_meshes(

@@ -120,8 +120,7 @@ class Fitting:
         generator = torch.Generator().manual_seed(fit.seed)
         with torch.random.fork_rng(devices=[]):  # its random draws are replaced below
             codes = LatentCodes(spec, len(subjects or scans), len(scans))
-        rows = {s.name: len(subjects or scans) if s.per == "subject" else len(scans)
-                for s in spec}
+        rows = {name: table.num_embeddings for name, table in codes.tables.items()}
         start = initial_codes(spec, self.training_codes, fit, rows, generator)
         codes.load_state_dict({f"tables.{name}.weight": value for name, value in start.items()})
         codes.to(self.device)

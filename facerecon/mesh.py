@@ -60,6 +60,7 @@ from skimage.measure import marching_cubes
 
 from facerecon.batches import add_device_arguments, add_view_arguments, setup_torch
 from facerecon.config import MeshConfig, add_config_arguments, parse_config_arguments
+from facerecon.geometry.crop import clip_to_ball
 from facerecon.images.view import read_view
 from facerecon.io import InputError, run_cli, save_mesh
 from facerecon.models import Conditioning, Model, Query
@@ -193,42 +194,6 @@ def sdf_volume(fn: SdfFn, resolution: int, coarse_resolution: int = 0) -> np.nda
         todo = np.zeros_like(far)
         todo[owner[missing[0]], owner[missing[1]], owner[missing[2]]] = True
         fresh = needed & fine(todo) & ~evaluated
-
-
-def clip_to_ball(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The part of a triangle mesh (vertices (V, 3) in units, faces (F, 3)) inside the unit
-    ball, without unused vertices.
-
-    A triangle with one or two vertices outside is cut where its two crossing edges meet
-    the sphere (each crossing computed once per edge, so neighbours stay joined) and
-    re-triangulated in its own orientation.
-    """
-    faces = faces.astype(np.int64)
-    outside = np.einsum("ij,ij->i", vertices, vertices) > 1.0 + 1e-12  # rim vertices stay
-    flags = outside[faces]
-    n_out = flags.sum(1)
-    cut = (n_out == 1) | (n_out == 2)
-    # roll each cut triangle to (a, b, c) with a alone on its side of the sphere
-    alone = np.where(n_out[cut] == 1, flags[cut].argmax(1), flags[cut].argmin(1))
-    a, b, c = np.take_along_axis(faces[cut], (alone[:, None] + np.arange(3)) % 3, 1).T
-    n = len(vertices)
-    keys = np.concatenate([np.minimum(a, b) * n + np.maximum(a, b),
-                           np.minimum(a, c) * n + np.maximum(a, c)])
-    edges, slot = np.unique(keys, return_inverse=True)
-    first, second = np.divmod(edges, n)
-    inner = np.where(outside[first], second, first)
-    p, d = vertices[inner], vertices[first + second - inner] - vertices[inner]
-    dd, pd = np.einsum("ij,ij->i", d, d), np.einsum("ij,ij->i", p, d)
-    pp = np.einsum("ij,ij->i", p, p)  # then |p + t d| = 1:
-    t = np.clip((np.sqrt(np.maximum(pd**2 + dd * (1.0 - pp), 0.0)) - pd) / dd, 0.0, 1.0)
-    ab, ac = np.split(n + slot.reshape(-1), 2)
-    a_in = ~outside[a]
-    triangles = np.concatenate([np.stack([a, ab, ac], 1)[a_in],
-                                np.stack([ab, b, c], 1)[~a_in],
-                                np.stack([ab, c, ac], 1)[~a_in]])
-    used, faces = np.unique(np.concatenate([faces[n_out == 0], triangles]),
-                            return_inverse=True)
-    return np.concatenate([vertices, p + t[:, None] * d])[used], faces.reshape(-1, 3)
 
 
 def extract_surface(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,8 @@ from conftest import write_sphere_samples
 from scipy.spatial import cKDTree
 
 from facerecon import train
-from facerecon.mesh import SdfFn, clip_to_ball, extract_surface, network_sdf, sdf_volume
+from facerecon.geometry.crop import clip_to_ball
+from facerecon.mesh import SdfFn, extract_surface, network_sdf, sdf_volume
 from facerecon.models import Conditioning
 from facerecon.trained import TrainedModel
 

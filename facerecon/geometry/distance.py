@@ -66,7 +66,8 @@ def reference_icp(
     """Align ``source`` (N, 3) to ``target`` (M, 3) as ImFace's evaluation does (mm).
 
     Each source point is matched once to its nearest target point; ICP then runs
-    against that matched subset only (N points, repeats kept): each iteration
+    against that matched subset only (its distinct points: repeats would give the same
+    nearest distances and pairs, and slow the KD-tree down): each iteration
     pairs every source point with its nearest subset point, takes the mean of
     those distances as the error and applies the Kabsch step (:func:`rigid_fit`).
     It stops after ``max_iterations`` or once the error differs from the previous
@@ -75,7 +76,7 @@ def reference_icp(
     frame -> target frame, millimetres) and the number of iterations run.
     """
     _, nearest = cKDTree(target).query(source, workers=-1)
-    matched = target[np.unique(nearest)]  # the subset; repeats change no nearest distance
+    matched = target[np.unique(nearest)]
     tree = cKDTree(matched)
     transform = np.eye(4)
     current = source

@@ -48,6 +48,7 @@ from scipy.spatial.transform import Rotation
 from facerecon.config import FaceScapeBilinearConfig
 from facerecon.geometry import register
 from facerecon.geometry.align import apply_transform, rigid_fit
+from facerecon.geometry.crop import clip_to_ball
 from facerecon.geometry.surface import sample_surface
 from facerecon.io import N_LANDMARKS, InputError
 from facerecon.models.mesh_inputs import MeshFitInputs, MeshScan
@@ -434,7 +435,6 @@ def facescape_bilinear_mesh(inputs: MeshFitInputs, cfg: FaceScapeBilinearConfig
     """The fitted model of one test scan: a mesh in mm in the crop frame, clipped to the
     crop sphere, and a few lines describing the fit. Needs the target's landmarks, and the
     training scans' unless ``cfg.model_file`` names a released model."""
-    from facerecon.mesh import clip_to_ball  # not at the top: facerecon.mesh imports this package
 
     target = inputs.target
     if target.landmarks_mm is None:
