@@ -23,4 +23,4 @@ test: $(STAMP)
 	. $(VENV)/bin/activate && python -m pytest
 
 clean:
-	rm -rf results/synthetic results/table1.* results/table2.* results/figures .snakemake
+	rm -rf results/synthetic results/ict results/table1.* results/table2.* results/figures .snakemake

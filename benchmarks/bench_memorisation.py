@@ -1,7 +1,7 @@
 """How well a trained decoder reproduces its own training scans (issue 9's "fits its own
 training scans to a protocol Chamfer distance under 0.5 mm").
 
-    python benchmarks/bench_memorisation.py --data results/synthetic --method ours \
+    python benchmarks/bench_memorisation.py --data results/ict --method ours \
         [--scans 1/2_smile 3/12_lip_puckerer ...] [--resolution 128] [--out memo.json]
 
 For each training scan: its own trained codes (identity of its subject, expression of the
@@ -43,7 +43,7 @@ def main() -> None:
     """Mesh and score training scans from their trained codes."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("results/synthetic"))
+    parser.add_argument("--data", type=Path, default=Path("results/ict"))
     parser.add_argument("--method", required=True)
     parser.add_argument("--scans", nargs="*", default=[],
                         help="subject/expression pairs; default: 4 spread over the table")

@@ -614,9 +614,10 @@ class WorkflowConfig:
         """The train / test split of the configured dataset."""
         return getattr(self, self.dataset).split
 
-    dataset: Literal["synthetic", "ict", "facescape"] = "synthetic"
-    """Data source: 'synthetic' (built offline, the default), 'ict' (ICT-FaceKit identities
-    and blendshapes) or 'facescape' (the user's licensed archives or links)."""
+    dataset: Literal["synthetic", "ict", "facescape"] = "ict"
+    """Data source: 'ict' (ICT-FaceKit identities and blendshapes from the model shipped
+    with the package, the default), 'synthetic' (procedural heads built offline) or
+    'facescape' (the user's licensed archives or links)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device for training, fitting and meshing; 'auto' takes CUDA when present."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -2,6 +2,9 @@
 
 Each data source only produces `{DATA}/raw/<subject>/models_reg/<k>_<expression>.obj`
 (+ `.landmarks.txt`); the stages after this one never know where scans came from.
+A built subject depends only on (seed, subject id), so the builders are asked for
+exactly one subject: adding subjects to the config builds the new ones and reruns
+nothing already built.
 """
 
 RAW_SCAN = f"{DATA}/raw/{{subject}}/models_reg/{{expression}}.obj"
@@ -17,7 +20,6 @@ if CFG.dataset == "synthetic":
         params:
             # the dataset root: three folders above <subject>/models_reg/<scan>.obj
             root=lambda w, output: Path(output.scan).parents[2],
-            subjects=CFG.synthetic.subjects,
             seed=CFG.synthetic.seed,
             number=lambda w: expression_number(w.expression),
         conda:
@@ -28,7 +30,7 @@ if CFG.dataset == "synthetic":
             f"{DATA}/benchmarks/synthetic_scan/{{subject}}/{{expression}}.tsv"
         shell:
             "python -m facerecon.data.synthetic --out {params.root:q}"
-            " --subjects {params.subjects} --seed {params.seed} --only {wildcards.subject}"
+            " --subjects {wildcards.subject} --seed {params.seed} --only {wildcards.subject}"
             " --expressions {params.number} > {log:q} 2>&1"
 
 
@@ -82,7 +84,6 @@ if CFG.dataset == "ict":
             landmarks=RAW_LANDMARKS,
         params:
             root=lambda w, output: Path(output.scan).parents[2],
-            subjects=CFG.ict.subjects,
             seed=CFG.ict.seed,
             number=lambda w: expression_number(w.expression),
         conda:
@@ -93,7 +94,7 @@ if CFG.dataset == "ict":
             f"{DATA}/benchmarks/ict_scan/{{subject}}/{{expression}}.tsv"
         shell:
             "python -m facerecon.data.ict build --model {input.model:q} --out {params.root:q}"
-            " --subjects {params.subjects} --seed {params.seed} --only {wildcards.subject}"
+            " --subjects {wildcards.subject} --seed {params.seed} --only {wildcards.subject}"
             " --expressions {params.number} > {log:q} 2>&1"
 
 

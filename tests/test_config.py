@@ -42,7 +42,7 @@ def test_committed_schema_is_generated_from_the_dataclasses() -> None:
 def test_default_config_is_valid_and_every_key_documented(config: dict) -> None:
     jsonschema.validate(config, workflow_schema())
     cfg = load_workflow_config(config)
-    assert cfg.dataset == "synthetic"
+    assert cfg.dataset == "ict"
     schema = workflow_schema()
     for section, props in schema["properties"].items():
         assert props["description"], section
@@ -94,13 +94,17 @@ def test_unknown_key_and_wrong_type_are_named(config: dict) -> None:
 
 
 def test_bad_splits_are_rejected(config: dict) -> None:
-    split = config["synthetic"]["split"]
-    with pytest.raises(InputError, match=r"synthetic\.split.*\['1'\].*both train and test"):
-        load_workflow_config(deep_merge(config, {"synthetic": {"split": {"test_subjects": [1]}}}))
-    with pytest.raises(InputError, match=r"\['9'\] are not among the 8 synthetic subjects"):
-        load_workflow_config(deep_merge(config, {"synthetic": {"split": {"test_subjects": [9]}}}))
+    """The configured dataset's split (config.yaml's default) is checked."""
+    dataset = config["dataset"]
+    split, count = config[dataset]["split"], config[dataset]["subjects"]
+    with pytest.raises(InputError, match=rf"{dataset}\.split.*\['1'\].*both train and test"):
+        load_workflow_config(deep_merge(config, {dataset: {"split": {"test_subjects": [1]}}}))
+    with pytest.raises(InputError, match=rf"\['{count + 1}'\] are not among the {count} "
+                                         rf"{dataset} subjects"):
+        load_workflow_config(deep_merge(config, {dataset: {"split": {
+            "test_subjects": [count + 1]}}}))
     with pytest.raises(InputError, match=r"test_expressions: \[21\]"):
-        load_workflow_config(deep_merge(config, {"synthetic": {"split": {
+        load_workflow_config(deep_merge(config, {dataset: {"split": {
             "test_expressions": split["test_expressions"] + [21]}}}))
 
 

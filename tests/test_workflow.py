@@ -311,6 +311,21 @@ def test_changing_one_key_reruns_exactly_its_stage_and_what_follows(
     assert not set(upstream) & set(jobs), output[-3000:]
 
 
+def test_adding_a_subject_builds_only_that_subject(workdir: Path, tmp_path: Path) -> None:
+    """A built subject depends on (seed, id) alone: growing the dataset by one subject
+    plans that subject's scans and nothing already built."""
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    split = tiny["synthetic"]["split"]
+    tiny["synthetic"] = {**tiny["synthetic"], "subjects": 4,
+                         "split": {**split, "train_subjects": [*split["train_subjects"], 4]}}
+    changed = tmp_path / "more_subjects.yaml"
+    changed.write_text(yaml.safe_dump(tiny))
+    output = snakemake(workdir, "results/table1.csv", "-n", configs=[CONFIGS[0], str(changed)])
+    jobs = planned_jobs(output)
+    assert jobs.get("synthetic_scan") == len(split["train_expressions"]), output[-3000:]
+    assert "results/synthetic/raw/4/models_reg/" in output
+
+
 def test_tables_live_per_dataset_and_name_it(workdir: Path) -> None:
     for table in ("table1", "table2"):
         own = workdir / f"results/synthetic/{table}.csv"
