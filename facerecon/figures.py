@@ -212,11 +212,12 @@ def crop_to_faces(images: dict[Any, np.ndarray]) -> dict[Any, np.ndarray]:
     return {key: image[top:bottom, left:right] for key, image in images.items()}
 
 
-def save_figure(fig: plt.Figure, out_png: Path) -> None:
-    """Write ``out_png`` and the PDF beside it, each atomically, and close the figure."""
+def save_figure(fig: plt.Figure, out_png: Path, dpi: int = DPI) -> None:
+    """Write ``out_png`` and the PDF beside it, each atomically, and close the figure
+    (every figure of the workflow, the gate reports' included, is saved by this)."""
     for path in (out_png, out_png.with_suffix(".pdf")):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -57,7 +57,8 @@ from facerecon.batches import (  # noqa: E402
     setup_torch,
 )
 from facerecon.config import add_config_arguments, parse_config_arguments  # noqa: E402
-from facerecon.io import InputError, atomic_path, run_cli, write_json, write_text  # noqa: E402
+from facerecon.figures import save_figure  # noqa: E402
+from facerecon.io import InputError, run_cli, write_json, write_text  # noqa: E402
 from facerecon.models import Model, Query  # noqa: E402
 from facerecon.models.regions import REGION_NAMES, region_labels  # noqa: E402
 from facerecon.trained import FittedCodes, TrainedModel  # noqa: E402
@@ -278,10 +279,7 @@ def plot_report(summary: dict[str, Any], results: list[ScanGates], radius_mm: fl
                  f"(target >= {TARGET_MEAN_MAX_GATE}), entropy {summary['entropy']:.3f} of "
                  f"{summary['entropy_uniform']:.3f} nats, {summary['distinct_experts']} "
                  f"distinct region experts", fontsize="large")
-    for path in (out_png, out_png.with_suffix(".pdf")):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ nothing else:
   cubes makes in such a cell is the field's own. No corner gets a stand-in value whose
   sign could fake a surface (a +1 fill beyond the sphere made a shell of fragments there
   wherever the field behind the face is negative).
-* The mesh is then clipped to the unit ball exactly (:func:`clip_to_ball`): triangles
+* The mesh is then clipped to the unit ball exactly (:func:`crop_to_sphere`): triangles
   with every vertex inside are kept, those with none are dropped, and the others are cut
   where their edges cross the sphere. So every vertex lies within radius 1 and the rim
   lies on the sphere, as the ground truth's crop does; only the rim's chords (at most
@@ -60,7 +60,7 @@ from skimage.measure import marching_cubes
 
 from facerecon.batches import add_device_arguments, add_view_arguments, setup_torch
 from facerecon.config import MeshConfig, add_config_arguments, parse_config_arguments
-from facerecon.geometry.crop import clip_to_ball
+from facerecon.geometry.crop import crop_to_sphere
 from facerecon.images.view import read_view
 from facerecon.io import InputError, run_cli, save_mesh
 from facerecon.models import Conditioning, Model, Query
@@ -211,7 +211,7 @@ def extract_surface(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vertices, faces, _, _ = marching_cubes(volume, level=0.0,
                                                spacing=(axis[1] - axis[0],) * 3,
                                                mask=needed, gradient_direction="descent")
-        vertices, faces = clip_to_ball(vertices.astype(np.float64) - 1.0, faces)
+        vertices, faces = crop_to_sphere(vertices.astype(np.float64) - 1.0, faces, 1.0)
         if len(faces):
             return vertices, faces
     raise ValueError("the SDF has no zero crossing inside the unit sphere")

@@ -18,7 +18,7 @@ from conftest import write_sphere_samples
 from scipy.spatial import cKDTree
 
 from facerecon import train
-from facerecon.geometry.crop import clip_to_ball
+from facerecon.geometry.crop import crop_to_sphere
 from facerecon.mesh import SdfFn, extract_surface, network_sdf, sdf_volume
 from facerecon.models import Conditioning
 from facerecon.trained import TrainedModel
@@ -87,14 +87,14 @@ def test_clipping_cuts_triangles_at_the_sphere_and_keeps_their_orientation() -> 
     vertices = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.5, 0.0],
                          [2.0, -0.5, 0.0]])
     faces = np.array([[0, 1, 2], [0, 3, 1]])
-    clipped, cut = clip_to_ball(vertices, faces)
+    clipped, cut = crop_to_sphere(vertices, faces, 1.0)
     mesh = trimesh.Trimesh(clipped, cut, process=False)
     assert np.linalg.norm(clipped, axis=1).max() <= 1.0 + 1e-12
     assert np.isclose(clipped, [1.0, 0.0, 0.0]).all(1).sum() == 1  # one shared crossing
     assert (mesh.face_normals[:, 2] > 0.99).all()
     whole = trimesh.Trimesh(vertices, faces, process=False)
     assert mesh.area < whole.area
-    assert clip_to_ball(clipped, cut)[0].shape == clipped.shape  # inside: kept as is
+    assert crop_to_sphere(clipped, cut, 1.0)[0].shape == clipped.shape  # inside: kept as is
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Cut a triangle mesh by a sphere centred at the origin, exactly on the sphere."""
+"""Cut a triangle mesh by a sphere centred at the origin, exactly on the sphere.
+
+One function serves every stage that crops: the ground-truth sheet (preprocess, in mm),
+the marching-cubes mesh and the bilinear model's fitted mesh (both in units, radius 1).
+"""
 
 from __future__ import annotations
 
@@ -37,11 +41,14 @@ def crop_to_sphere(
     outside are dropped even if the sphere pokes through their middle (which
     needs triangles larger than the sphere's curvature allows on scans).
 
+    Vertices on the sphere to rounding error (such as an earlier cut's) count as inside,
+    so cropping a cropped mesh changes nothing.
+
     Returns (vertices (V', 3), faces (F', 3)) without unreferenced vertices.
     """
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
-    inside = np.einsum("ij,ij->i", vertices, vertices) < radius**2
+    inside = np.einsum("ij,ij->i", vertices, vertices) <= radius**2 * (1.0 + 1e-12)
     n_inside = inside[faces].sum(axis=1)
     kept = faces[n_inside == 3]
     crossing = faces[(n_inside == 1) | (n_inside == 2)]
@@ -78,39 +85,3 @@ def crop_to_sphere(
         np.where(use_02, np.stack([q0, q2, q3], 1), np.stack([q1, q2, q3], 1)),
     ])
     return remove_unreferenced(all_vertices, np.concatenate([kept, tri_one, tri_two]))
-
-
-def clip_to_ball(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The part of a triangle mesh (vertices (V, 3) in units, faces (F, 3)) inside the unit
-    ball, without unused vertices.
-
-    A triangle with one or two vertices outside is cut where its two crossing edges meet
-    the sphere (each crossing computed once per edge, so neighbours stay joined) and
-    re-triangulated in its own orientation.
-    """
-    faces = faces.astype(np.int64)
-    outside = np.einsum("ij,ij->i", vertices, vertices) > 1.0 + 1e-12  # rim vertices stay
-    flags = outside[faces]
-    n_out = flags.sum(1)
-    cut = (n_out == 1) | (n_out == 2)
-    # roll each cut triangle to (a, b, c) with a alone on its side of the sphere
-    alone = np.where(n_out[cut] == 1, flags[cut].argmax(1), flags[cut].argmin(1))
-    a, b, c = np.take_along_axis(faces[cut], (alone[:, None] + np.arange(3)) % 3, 1).T
-    n = len(vertices)
-    keys = np.concatenate([np.minimum(a, b) * n + np.maximum(a, b),
-                           np.minimum(a, c) * n + np.maximum(a, c)])
-    edges, slot = np.unique(keys, return_inverse=True)
-    first, second = np.divmod(edges, n)
-    inner = np.where(outside[first], second, first)
-    p, d = vertices[inner], vertices[first + second - inner] - vertices[inner]
-    dd, pd = np.einsum("ij,ij->i", d, d), np.einsum("ij,ij->i", p, d)
-    pp = np.einsum("ij,ij->i", p, p)  # then |p + t d| = 1:
-    t = np.clip((np.sqrt(np.maximum(pd**2 + dd * (1.0 - pp), 0.0)) - pd) / dd, 0.0, 1.0)
-    ab, ac = np.split(n + slot.reshape(-1), 2)
-    a_in = ~outside[a]
-    triangles = np.concatenate([np.stack([a, ab, ac], 1)[a_in],
-                                np.stack([ab, b, c], 1)[~a_in],
-                                np.stack([ab, c, ac], 1)[~a_in]])
-    used, faces = np.unique(np.concatenate([faces[n_out == 0], triangles]),
-                            return_inverse=True)
-    return np.concatenate([vertices, p + t[:, None] * d])[used], faces.reshape(-1, 3)

@@ -48,7 +48,7 @@ from scipy.spatial.transform import Rotation
 from facerecon.config import FaceScapeBilinearConfig
 from facerecon.geometry import register
 from facerecon.geometry.align import apply_transform, rigid_fit
-from facerecon.geometry.crop import clip_to_ball
+from facerecon.geometry.crop import crop_to_sphere
 from facerecon.geometry.surface import sample_surface
 from facerecon.io import N_LANDMARKS, InputError
 from facerecon.models.mesh_inputs import MeshFitInputs, MeshScan
@@ -451,7 +451,7 @@ def facescape_bilinear_mesh(inputs: MeshFitInputs, cfg: FaceScapeBilinearConfig
         model = build_model(inputs.train, cfg, inputs.radius_mm)
         lm_target = landmarks_on_sheet(target.sheet, target.landmarks_mm)
     result = fit(model, target.sheet, lm_target, cfg, inputs.radius_mm)
-    vertices, faces = clip_to_ball(result.vertices_mm / inputs.radius_mm, model.faces)
+    vertices, faces = crop_to_sphere(result.vertices_mm / inputs.radius_mm, model.faces, 1.0)
     mesh = trimesh.Trimesh(vertices * inputs.radius_mm, faces, process=False)
     rotation_deg = np.degrees(np.arccos(np.clip((np.trace(result.pose[:3, :3]) - 1) / 2, -1, 1)))
     ranks = model.ranks
