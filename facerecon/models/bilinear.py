@@ -451,8 +451,8 @@ def facescape_bilinear_mesh(inputs: MeshFitInputs, cfg: FaceScapeBilinearConfig
         model = build_model(inputs.train, cfg, inputs.radius_mm)
         lm_target = landmarks_on_sheet(target.sheet, target.landmarks_mm)
     result = fit(model, target.sheet, lm_target, cfg, inputs.radius_mm)
-    vertices, faces = crop_to_sphere(result.vertices_mm / inputs.radius_mm, model.faces, 1.0)
-    mesh = trimesh.Trimesh(vertices * inputs.radius_mm, faces, process=False)
+    vertices_mm, faces = crop_to_sphere(result.vertices_mm, model.faces, inputs.radius_mm)
+    mesh = trimesh.Trimesh(vertices_mm, faces, process=False)
     rotation_deg = np.degrees(np.arccos(np.clip((np.trace(result.pose[:3, :3]) - 1) / 2, -1, 1)))
     ranks = model.ranks
     return mesh, [
