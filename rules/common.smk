@@ -81,6 +81,12 @@ def table_methods_json(methods):
     return json.dumps(rows, separators=(",", ":"))
 
 
+#: Scheduling priority of the network chain (train -> fit -> mesh), the long pole of a run:
+#: its jobs start as soon as they can, and the many short ones (evaluations, mesh-kind
+#: fits) fill the gaps.
+NETWORK_PRIORITY = 10
+
+
 #: The fit and mesh jobs' wildcards (fit.group): what names one job in its log and
 #: benchmark paths.
 FIT_JOB = {"scan": "{subject}/{expression}", "subject": "{subject}", "all": "all"}[

@@ -16,6 +16,7 @@ rule fit:
         group_outputs("fits", ".pt"),
     wildcard_constraints:
         method=IMPLICIT_METHODS,
+    priority: NETWORK_PRIORITY
     params:
         config=lambda w: stage_config("method", *TRAINING_SECTIONS, "fit", method=w.method),
         views=lambda w, input: view_args(input),

@@ -13,6 +13,7 @@ rule mesh:
         group_outputs("meshes", ".ply"),
     wildcard_constraints:
         method=IMPLICIT_METHODS,
+    priority: NETWORK_PRIORITY
     params:
         config=lambda w: stage_config("method", "mesh", method=w.method),
         views=lambda w, input: view_args(input),
