@@ -13,7 +13,13 @@ points and landmark-like targets; warm-up steps are not timed. Variants:
 * ``batched``: the shipped model, fp32: the mini-nets of a field in one batched SIREN pass,
   the smoothness neighbours through the gate only;
 * ``batched_bf16``: the same under bfloat16 autocast (TF32 for what stays fp32 on CUDA),
-  what `train.precision: auto` picks on CUDA.
+  what `train.precision: auto` picks on CUDA;
+* ``forward``: the shipped model with `loss.gradients: forward` (the spatial gradients by
+  forward mode, so the backward is first order), eager fp32;
+* ``forward_compiled`` and ``forward_compiled_bf16``: the same through torch.compile
+  (`train.compile: true`), fp32 and bfloat16 autocast; the compilation happens in the
+  untimed warm-up steps and is reported as ``warmup_s``. Forward mode does not reach
+  through the image branch: with --images these variants are skipped.
 
 Extrapolation: paper profile = 1500 epochs x 5,323 scans x 16,384 points, divided by the
 measured points per second; the model sizes are config/paper.yaml's (``--profile paper``)
@@ -32,6 +38,7 @@ import time
 import torch
 from _profiles import add_profile_arguments, profile_method
 
+from facerecon.batches import loss_function
 from facerecon.config import LossConfig, PaperModelConfig
 from facerecon.models import Conditioning
 from facerecon.models.deformation import DeformationField, apply_se3
@@ -56,8 +63,9 @@ def model_config(profile: str, images: bool) -> PaperModelConfig:
 
 
 def time_variant(variant: str, cfg: PaperModelConfig, scans: int, points: int, steps: int,
-                 device: torch.device) -> float:
-    """Seconds per optimisation step (mean of ``steps`` after two warm-up steps)."""
+                 device: torch.device) -> tuple[float, float]:
+    """Seconds per optimisation step (mean of ``steps`` after two warm-up steps) and the
+    seconds of the warm-up (compilation included)."""
     torch.manual_seed(0)
     model = PaperFace(cfg).to(device)
     if variant == "reference":
@@ -86,7 +94,9 @@ def time_variant(variant: str, cfg: PaperModelConfig, scans: int, points: int, s
         cond = Conditioning(codes, image=torch.rand(scans, 3, 256, 256, device=device),
                             camera=torch.tensor([[[100.0, 0, 0, 128], [0, -100.0, 0, 128]]],
                                                 device=device).expand(scans, 2, 4))
-    weights = LossConfig(smooth=10.0, entropy=1.0)
+    weights = LossConfig(smooth=10.0, entropy=1.0,
+                         gradients="forward" if variant.startswith("forward") else "reverse")
+    loss_fn = loss_function(model, "compiled" in variant)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam([*trainable, *codes.values()], lr=1e-4)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if variant.endswith("bf16")
@@ -97,22 +107,24 @@ def time_variant(variant: str, cfg: PaperModelConfig, scans: int, points: int, s
 
     def step() -> None:
         with autocast:
-            terms = model.get_loss_dict(batch, model.prepare(cond), weights)
+            terms = loss_fn(batch, model.prepare(cond), weights)
         loss = sum(t.float() for t in terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    for _ in range(2):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - tic) / steps
+    def timed(n: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        for _ in range(n):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - tic
+
+    warmup = timed(2)
+    return timed(steps) / steps, warmup
 
 
 def main() -> None:
@@ -122,18 +134,24 @@ def main() -> None:
     add_profile_arguments(parser, scans=10)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--variants", nargs="+",
-                        default=["reference", "batched", "batched_bf16"])
+                        default=["reference", "batched", "batched_bf16", "forward",
+                                 "forward_compiled", "forward_compiled_bf16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = model_config(args.profile, args.images)
     results = {}
     for variant in args.variants:
-        seconds = time_variant(variant, cfg, args.scans, args.points, args.steps, device)
+        if variant.startswith("forward") and cfg.multiscale_features:
+            print(json.dumps({"variant": variant, "skipped": "forward mode does not reach "
+                              "through the image branch"}), flush=True)
+            continue
+        seconds, warmup = time_variant(variant, cfg, args.scans, args.points, args.steps,
+                                       device)
         rate = args.scans * args.points / seconds
         results[variant] = rate
         print(json.dumps({"variant": variant, "profile": args.profile, "device": str(device),
-                          "seconds_per_step": round(seconds, 4),
+                          "seconds_per_step": round(seconds, 4), "warmup_s": round(warmup, 1),
                           "points_per_second": round(rate),
                           "paper_profile_hours": round(PAPER_POINTS / rate / 3600, 1)}),
               flush=True)

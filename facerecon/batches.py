@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -199,17 +201,45 @@ class Precision:
         return contextlib.nullcontext()
 
 
-def optimisation_step(model: Model, batch: dict[str, torch.Tensor], cond: Conditioning,
+#: A model's ``get_loss_dict`` (batch, conditioning, weights) -> weighted terms, compiled or not.
+LossFn = Callable[[dict[str, torch.Tensor], Conditioning, LossConfig], dict[str, torch.Tensor]]
+
+
+@functools.cache  # once per process: a second registration would be refused
+def _zero_tensors_as_zeros() -> None:
+    """Work around torch 2.13's inductor for forward mode's zero tangents: it runs
+    aten._efficientzerotensor eagerly and may then reuse that immutable ZeroTensor's buffer
+    as a matmul output ("ZeroTensors are immutable"); decompose it into plain zeros."""
+    from torch._inductor import decomposition  # heavy: only when compiling
+
+    op = torch.ops.aten._efficientzerotensor
+    decomposition.decompositions.pop(op.default, None)
+    decomposition.register_decomposition(op)(
+        lambda size, dtype=None, layout=None, device=None, pin_memory=None: torch.zeros(
+            size, dtype=dtype, device=device))
+
+
+def loss_function(model: Model, compile_loss: bool) -> LossFn:
+    """The model's ``get_loss_dict``, through torch.compile if asked (training's
+    ``train.compile``; needs ``loss.gradients: forward``, whose backward is first order)."""
+    if not compile_loss:
+        return model.get_loss_dict
+    _zero_tensors_as_zeros()
+    return torch.compile(model.get_loss_dict)
+
+
+def optimisation_step(loss_fn: LossFn, batch: dict[str, torch.Tensor], cond: Conditioning,
                       weights: LossConfig, optimizer: torch.optim.Optimizer,
                       precision: Precision) -> dict[str, float]:
-    """One step on the model's loss dict (training and fitting alike); returns the total
+    """One step on a model's loss dict (training and fitting alike); returns the total
     'loss' and each weighted term as floats.
 
-    The loss dict is computed under ``precision.autocast()`` (its double backward for the
-    gradient terms included); its terms are cast to float32 before they are summed, and the
-    backward pass runs outside autocast, as torch recommends."""
+    The loss dict is computed under ``precision.autocast()`` (with reverse-mode gradients,
+    its double backward for the gradient terms included); its terms are cast to float32
+    before they are summed, and the backward pass runs outside autocast, as torch
+    recommends."""
     with precision.autocast():
-        terms = model.get_loss_dict(batch, cond, weights)
+        terms = loss_fn(batch, cond, weights)
     terms = {k: v.float() for k, v in terms.items()}
     loss = sum(terms.values())
     optimizer.zero_grad(set_to_none=True)

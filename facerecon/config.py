@@ -459,6 +459,12 @@ class LossConfig:
     deformation: Annotated[float, Bounds(ge=0)] = 1.5
     """Deformation models (i3DMM): weight times mean |d(p)|^2 of the displacement field (i3DMM
     regularises its deformation; 1.5 matches its 1e-4 x mean |d| at |d| = 10 mm, given sdf)."""
+    gradients: Literal["reverse", "forward"] = "reverse"
+    """How d sdf / d p for the normal and eikonal terms is computed. 'reverse': autograd.grad
+    with create_graph, so the step's backward is a double backward (which torch.compile
+    refuses). 'forward': three Jacobian-vector products under vmap (one per axis, at every
+    point at once), so the backward is first order and `train.compile` can take the step;
+    the same values, about twice the eager cost on a CPU (BENCHMARKS.md)."""
 
 
 @dataclass
@@ -493,6 +499,10 @@ class TrainConfig:
     matmuls on CUDA; on CPU it is CPU autocast, faster where the CPU has bfloat16
     instructions (AVX512-BF16, AMX). 'fp32': exact float32, TF32 off, no autocast (bit for
     bit reproducible on CPU). 'auto': 'bf16' on CUDA, 'fp32' on CPU."""
+    compile: bool = False
+    """torch.compile the loss of each training step (forward pass and every loss term; the
+    backward follows). Needs `loss.gradients: forward`. Compiling takes minutes; for GPU
+    runs, where it may pay (measure with benchmarks/bench_train_speed.py)."""
 
 
 @dataclass

@@ -151,8 +151,8 @@ class Fitting:
                                 self.device)
             del batch["neutral"]  # a test scan's expression is not known to the fit
             cond = dataclasses.replace(view, codes=codes(subject_idx, scan_idx))
-            terms = optimisation_step(self.model, batch, cond, self.loss, optimizer,
-                                      self.precision)
+            terms = optimisation_step(self.model.get_loss_dict, batch, cond, self.loss,
+                                      optimizer, self.precision)
             history.append({"step": step + 1, **terms})
             if (step + 1) % fit.checkpoint_every_iterations == 0 or step + 1 == fit.iterations:
                 save(step + 1)

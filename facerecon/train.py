@@ -38,6 +38,7 @@ from facerecon.batches import (
     conditioning,
     draw_points,
     load_scans,
+    loss_function,
     optimisation_step,
     samples_digest,
     setup_torch,
@@ -100,6 +101,9 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
     if model_cfg.kind != "implicit":
         raise InputError(f"method {method!r}: model {model_cfg.name!r} is not trained "
                          "(it is of the 'mesh' kind)")
+    if t.compile and sections["loss"].gradients != "forward":
+        raise InputError(f"method {method!r}: train.compile needs loss.gradients 'forward' "
+                         "(torch.compile refuses the double backward of 'reverse')")
     device = setup_torch(device_name, threads, t.seed)
     precision = Precision.setup(t.precision, device)
     scans = sorted(load_scans(sample_paths, views, transforms),
@@ -112,6 +116,7 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
 
     model = build_model(model_cfg).to(device)
     model.initialise(torch.stack([s.landmarks for s in scans]).mean(0).to(device))
+    loss_fn = loss_function(model, t.compile)
     codes = LatentCodes(model.latent_spec(), len(subjects), len(scan_keys)).to(device)
     optimizer = torch.optim.Adam(
         [*model.param_groups(t), {"name": "codes", "params": codes.parameters(),
@@ -166,8 +171,9 @@ def train(sample_paths: list[Path], method: str, sections: dict, out: Path, log_
                 with precision.autocast():
                     cond = model.prepare(conditioning(
                         codes(subject_idx[members], scan_idx[members]), batch_scans, device))
-                step = optimisation_step(model, batch, cond, loss_weights(sections["loss"], epoch),
-                                         optimizer, precision)
+                step = optimisation_step(loss_fn, batch, cond,
+                                         loss_weights(sections["loss"], epoch), optimizer,
+                                         precision)
                 for k, v in step.items():
                     sums[k] = sums.get(k, 0.0) + v / n_batches
                 steps.append({"epoch": epoch + 1, "step": epoch * n_batches + b + 1,

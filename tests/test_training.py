@@ -367,8 +367,8 @@ def test_auto_precision_on_cpu_is_plain_float32(spheres: dict) -> None:
                 optimizer.step()
                 losses.append(loss.item())
             else:
-                losses.append(optimisation_step(model, batch, cond, cfg.loss, optimizer,
-                                                precision)["loss"])
+                losses.append(optimisation_step(model.get_loss_dict, batch, cond, cfg.loss,
+                                                optimizer, precision)["loss"])
         runs.append((losses, {**model.state_dict(), **codes.state_dict()}))
     assert runs[0][0] == runs[1][0]
     for key, value in runs[0][1].items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -101,12 +102,40 @@ class Model(nn.Module, ABC):
         return [{"name": "network", "params": list(self.parameters()), "lr": train.lr}]
 
 
-def sdf_with_gradient(model: Model, query: Query) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The model's outputs at ``query`` and d sdf / d p (B, N, 3), differentiable (for the
-    normal and eikonal terms, which need the double backward)."""
-    points = query.points.detach().requires_grad_(True)
-    out = model(query.at(points))
-    (grad,) = torch.autograd.grad(out["sdf"].sum(), points, create_graph=True)
+def spatial_gradient(fn: Callable[[torch.Tensor], tuple[torch.Tensor, Any]],
+                     points: torch.Tensor, mode: Literal["reverse", "forward"] = "reverse",
+                     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    """``fn``'s value (B, N), its aux output and d value / d p (B, N, 3), differentiable
+    (for the normal and eikonal terms), at ``points`` (B, N, 3).
+
+    ``fn``: p (B, N, 3) -> (value (B, N), aux), each value a function of its own point
+    only (as every model's query is, given the scans' conditioning). 'reverse': one
+    autograd.grad with create_graph (the step's backward is then a double backward);
+    'forward': the Jacobian-vector products along x, y and z, each at every point at once,
+    under vmap (a first-order backward, which torch.compile takes; see LossConfig.gradients).
+    """
+    if mode == "forward":
+        def along(axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+            return torch.func.jvp(fn, (points,), (axis.expand_as(points),), has_aux=True)
+
+        axes = torch.eye(3, dtype=points.dtype, device=points.device)
+        value, tangents, aux = torch.func.vmap(along, out_dims=(None, 0, None))(axes)
+        return value, aux, tangents.movedim(0, -1)
+    points = points.detach().requires_grad_(True)
+    value, aux = fn(points)
+    (grad,) = torch.autograd.grad(value.sum(), points, create_graph=True)
+    return value, aux, grad
+
+
+def sdf_with_gradient(model: Model, query: Query, mode: Literal["reverse", "forward"] = "reverse",
+                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The model's outputs at ``query`` and d sdf / d p (B, N, 3), differentiable (see
+    :func:`spatial_gradient` for ``mode``)."""
+    def sdf(points: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = model(query.at(points))
+        return out["sdf"], out
+
+    _, out, grad = spatial_gradient(sdf, query.points, mode)
     return out, grad
 
 
@@ -132,7 +161,7 @@ def sdf_loss_terms(model: Model, batch: dict[str, torch.Tensor], cond: Condition
     n_surface = batch["surface_points"].shape[1]
     points = torch.cat([batch["surface_points"], batch["space_points"]], dim=1)
     query = Query(points, cond)
-    out, grad = sdf_with_gradient(model, query)
+    out, grad = sdf_with_gradient(model, query, weights.gradients)
     sdf = out["sdf"]
     target = torch.cat([torch.zeros_like(sdf[:, :n_surface]), batch["space_sdf"]], dim=1)
     terms = {

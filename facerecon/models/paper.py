@@ -52,7 +52,14 @@ from torch import nn
 from facerecon import losses
 from facerecon.config import LossConfig, PaperModelConfig, TrainConfig
 from facerecon.errors import InputError
-from facerecon.models.base import Conditioning, LatentSpace, Model, Query, sdf_loss_terms
+from facerecon.models.base import (
+    Conditioning,
+    LatentSpace,
+    Model,
+    Query,
+    sdf_loss_terms,
+    spatial_gradient,
+)
 from facerecon.models.deformation import DeformationField
 from facerecon.models.encoding import encoded_dim, fourier_encoding
 from facerecon.models.experts import ExpertMLPs
@@ -162,6 +169,15 @@ class PaperFace(Model):
         return torch.cat([template_points,
                           fourier_encoding(template_points, self.cfg.pe_frequencies)], dim=-1)
 
+    def template_sdf(self, template_points: torch.Tensor, codes: torch.Tensor,
+                     features: torch.Tensor | None = None) -> torch.Tensor:
+        """The shared template's SDF (B, N) at template-space points (B, N, 3); ``codes``
+        (B, any) only give the batch size (the template reads no code), ``features`` the
+        points' :meth:`point_features` when they are already at hand."""
+        if features is None:
+            features = self.point_features(template_points)
+        return self.template(features, codes[:, :0])[..., 0]
+
     def forward(self, query: Query) -> dict[str, torch.Tensor]:
         """'sdf' (B, N); the pieces the losses need: 'template_sdf' and 'correction' (B, N),
         'neutral_points' and 'template_points' (B, N, 3), the predicted landmarks
@@ -176,7 +192,7 @@ class PaperFace(Model):
                                               marks["identity"][:, centres])["points"]
         features = self.point_features(template_points)
         codes = torch.cat([z_id, z_exp], dim=-1)
-        template_sdf = self.template(features, codes[:, :0])[..., 0]
+        template_sdf = self.template_sdf(template_points, codes, features)
         out = {"template_points": template_points, "neutral_points": neutral,
                "template_sdf": template_sdf, "landmarks_expression": marks["expression"],
                "landmarks_identity": marks["identity"]}
@@ -216,11 +232,20 @@ class PaperFace(Model):
         batch also needs 'landmarks' (B, 68, 3) in units and, for the disentangling term,
         'neutral' (B,) bool (training; fitting leaves it out).
         """
+        if weights.gradients == "forward" and self.fusion is not None:
+            raise InputError("loss.gradients 'forward' does not reach through the image branch "
+                             "(torch 2.13's grid_sample has no forward-mode derivative); use "
+                             "'reverse', or multiscale_features: false")
         base = sdf_loss_terms(self, batch, cond, weights)
         out, points = base.out, base.query.points
         terms = dict(base.terms)
-        (grad_t,) = torch.autograd.grad(out["template_sdf"].sum(), out["template_points"],
-                                        create_graph=True)
+        if weights.gradients == "reverse":  # differentiate the forward pass's template SDF
+            (grad_t,) = torch.autograd.grad(out["template_sdf"].sum(), out["template_points"],
+                                            create_graph=True)
+        else:  # forward mode evaluates the template again, along each axis
+            _, _, grad_t = spatial_gradient(
+                lambda p: (self.template_sdf(p, cond.codes["identity"]), ()),
+                out["template_points"], "forward")
         terms["eikonal_template"] = weights.eikonal_template * losses.eikonal(grad_t)
         landmarks = batch["landmarks"]
         terms["landmark"] = weights.landmark * losses.landmark_l2(out["landmarks_expression"],
