@@ -39,6 +39,8 @@ from facerecon.layout import EXPRESSIONS, TEST_SUBJECTS, TRAIN_EXPRESSIONS, TRAI
 
 T = TypeVar("T")
 MethodKind = Literal["implicit", "mesh"]
+#: How the loss differentiates the SDF in space (LossConfig.gradients).
+GradientMode = Literal["reverse", "forward"]
 
 
 @dataclass(frozen=True)
@@ -459,7 +461,7 @@ class LossConfig:
     deformation: Annotated[float, Bounds(ge=0)] = 1.5
     """Deformation models (i3DMM): weight times mean |d(p)|^2 of the displacement field (i3DMM
     regularises its deformation; 1.5 matches its 1e-4 x mean |d| at |d| = 10 mm, given sdf)."""
-    gradients: Literal["reverse", "forward"] = "reverse"
+    gradients: GradientMode = "reverse"
     """How d sdf / d p for the normal and eikonal terms is computed. 'reverse': autograd.grad
     with create_graph, so the step's backward is a double backward (which torch.compile
     refuses). 'forward': three Jacobian-vector products under vmap (one per axis, at every

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from facerecon import losses
-from facerecon.config import LossConfig, TrainConfig
+from facerecon.config import GradientMode, LossConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Model(nn.Module, ABC):
 
 
 def spatial_gradient(fn: Callable[[torch.Tensor], tuple[torch.Tensor, Any]],
-                     points: torch.Tensor, mode: Literal["reverse", "forward"] = "reverse",
+                     points: torch.Tensor, mode: GradientMode = "reverse",
                      ) -> tuple[torch.Tensor, Any, torch.Tensor]:
     """``fn``'s value (B, N), its aux output and d value / d p (B, N, 3), differentiable
     (for the normal and eikonal terms), at ``points`` (B, N, 3).
@@ -127,7 +127,7 @@ def spatial_gradient(fn: Callable[[torch.Tensor], tuple[torch.Tensor, Any]],
     return value, aux, grad
 
 
-def sdf_with_gradient(model: Model, query: Query, mode: Literal["reverse", "forward"] = "reverse",
+def sdf_with_gradient(model: Model, query: Query, mode: GradientMode = "reverse",
                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The model's outputs at ``query`` and d sdf / d p (B, N, 3), differentiable (see
     :func:`spatial_gradient` for ``mode``)."""
