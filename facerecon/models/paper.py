@@ -169,14 +169,13 @@ class PaperFace(Model):
         return torch.cat([template_points,
                           fourier_encoding(template_points, self.cfg.pe_frequencies)], dim=-1)
 
-    def template_sdf(self, template_points: torch.Tensor, codes: torch.Tensor,
+    def template_sdf(self, template_points: torch.Tensor,
                      features: torch.Tensor | None = None) -> torch.Tensor:
-        """The shared template's SDF (B, N) at template-space points (B, N, 3); ``codes``
-        (B, any) only give the batch size (the template reads no code), ``features`` the
-        points' :meth:`point_features` when they are already at hand."""
+        """The shared template's SDF (B, N) at template-space points (B, N, 3), which reads
+        no code; ``features`` are the points' :meth:`point_features` when already at hand."""
         if features is None:
             features = self.point_features(template_points)
-        return self.template(features, codes[:, :0])[..., 0]
+        return self.template(features, features.new_zeros(len(features), 0))[..., 0]
 
     def forward(self, query: Query) -> dict[str, torch.Tensor]:
         """'sdf' (B, N); the pieces the losses need: 'template_sdf' and 'correction' (B, N),
@@ -192,7 +191,7 @@ class PaperFace(Model):
                                               marks["identity"][:, centres])["points"]
         features = self.point_features(template_points)
         codes = torch.cat([z_id, z_exp], dim=-1)
-        template_sdf = self.template_sdf(template_points, codes, features)
+        template_sdf = self.template_sdf(template_points, features)
         out = {"template_points": template_points, "neutral_points": neutral,
                "template_sdf": template_sdf, "landmarks_expression": marks["expression"],
                "landmarks_identity": marks["identity"]}
@@ -244,7 +243,7 @@ class PaperFace(Model):
                                             create_graph=True)
         else:  # forward mode evaluates the template again, along each axis
             _, _, grad_t = spatial_gradient(
-                lambda p: (self.template_sdf(p, cond.codes["identity"]), ()),
+                lambda p: (self.template_sdf(p), ()),
                 out["template_points"], "forward")
         terms["eikonal_template"] = weights.eikonal_template * losses.eikonal(grad_t)
         landmarks = batch["landmarks"]
